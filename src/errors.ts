@@ -1,0 +1,143 @@
+/**
+ * Every error this library throws or emits is an {@link EtcdProxyError} with a
+ * stable, literal `code`, so callers can branch on `err.code` instead of
+ * parsing messages.
+ */
+
+/**
+ * Base class of all errors thrown or emitted by etcd-v2-proxy.
+ * @public
+ */
+export class EtcdProxyError extends Error {
+  /** Stable machine-readable code, one per subclass. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/**
+ * An option passed to a constructor, `createProxy()` or the CLI is invalid.
+ * The message names the option and what is wrong with it.
+ * @public
+ */
+export class InvalidOptionError extends EtcdProxyError {
+  declare readonly code: 'ERR_ETCD_PROXY_INVALID_OPTION';
+  /** The option's name, e.g. `failureWait`. */
+  readonly option: string;
+
+  constructor(option: string, problem: string) {
+    super('ERR_ETCD_PROXY_INVALID_OPTION', `invalid option ${option}: ${problem}`);
+    this.option = option;
+  }
+}
+
+/**
+ * An `initialCluster` string (etcd's `--initial-cluster`) could not be parsed.
+ * @public
+ */
+export class InitialClusterError extends EtcdProxyError {
+  declare readonly code: 'ERR_ETCD_PROXY_INITIAL_CLUSTER';
+  /** The comma-separated part that is wrong (empty string for an empty value). */
+  readonly part: string;
+
+  constructor(part: string, problem: string) {
+    super(
+      'ERR_ETCD_PROXY_INITIAL_CLUSTER',
+      part === ''
+        ? `invalid initialCluster: ${problem}`
+        : `invalid initialCluster entry "${part}": ${problem}`,
+    );
+    this.part = part;
+  }
+}
+
+/**
+ * No peer answered `GET <peerURL>/members` with a usable member list within
+ * the start-up bound.
+ * @public
+ */
+export class ClusterUnreachableError extends EtcdProxyError {
+  declare readonly code: 'ERR_ETCD_PROXY_CLUSTER_UNREACHABLE';
+  /** The peer URLs that were asked. */
+  readonly peerUrls: readonly string[];
+
+  constructor(peerUrls: readonly string[], detail: string, options?: { cause?: unknown }) {
+    super(
+      'ERR_ETCD_PROXY_CLUSTER_UNREACHABLE',
+      `could not get the cluster's members from peer(s) ${peerUrls.join(', ')}: ${detail}`,
+      options,
+    );
+    this.peerUrls = peerUrls;
+  }
+}
+
+/**
+ * The cluster file `<dataDir>/proxy/cluster` exists but cannot be read or is
+ * not etcd's `{"PeerURLs":[...]}` format. The file is left untouched.
+ * @public
+ */
+export class ClusterFileError extends EtcdProxyError {
+  declare readonly code: 'ERR_ETCD_PROXY_CLUSTER_FILE';
+  /** Absolute path of the offending file. */
+  readonly path: string;
+
+  constructor(path: string, problem: string, options?: { cause?: unknown }) {
+    super('ERR_ETCD_PROXY_CLUSTER_FILE', `cluster file ${path}: ${problem}`, options);
+    this.path = path;
+  }
+}
+
+/**
+ * The data dir belongs to an etcd member (it has a `member/` directory): a
+ * member and a proxy cannot share a data dir. Nothing in it is touched.
+ * @public
+ */
+export class MemberDataDirError extends EtcdProxyError {
+  declare readonly code: 'ERR_ETCD_PROXY_MEMBER_DATA_DIR';
+  /** The data dir that was refused. */
+  readonly dataDir: string;
+
+  constructor(dataDir: string) {
+    super(
+      'ERR_ETCD_PROXY_MEMBER_DATA_DIR',
+      `data dir ${dataDir} holds an etcd member's data (member/): a member and a proxy cannot share a data dir; use another --data-dir`,
+    );
+    this.dataDir = dataDir;
+  }
+}
+
+/**
+ * One attempt to reach an upstream etcd endpoint failed. Emitted with
+ * `endpointDown`; `phase` says how far the request got, which decides whether
+ * it may be sent to another endpoint.
+ * @public
+ */
+export class UpstreamError extends EtcdProxyError {
+  declare readonly code: 'ERR_ETCD_PROXY_UPSTREAM';
+  /** The endpoint's client URL. */
+  readonly endpoint: string;
+  /**
+   * `connect`: no connection was made, so the request cannot have reached
+   * etcd. `request`: the request may have reached etcd. `response`: etcd's
+   * response was cut short.
+   */
+  readonly phase: 'connect' | 'request' | 'response';
+  /** True when the failure was a timeout (dial, write or read). */
+  readonly timeout: boolean;
+
+  constructor(
+    endpoint: string,
+    phase: 'connect' | 'request' | 'response',
+    detail: string,
+    options?: { cause?: unknown; timeout?: boolean },
+  ) {
+    super('ERR_ETCD_PROXY_UPSTREAM', `endpoint ${endpoint}: ${detail}`, options);
+    this.endpoint = endpoint;
+    this.phase = phase;
+    this.timeout = options?.timeout ?? false;
+  }
+}

@@ -162,13 +162,14 @@ export class ClusterResolver extends EventEmitter<ClusterResolverEvents> {
     const signal = AbortSignal.any([this.closer.signal, deadline]);
     let lastError: unknown;
     try {
+      // The backoff timer stays ref'd: the caller is awaiting start(), and a
+      // process with nothing else to do must not exit while it waits.
       await pRetry(() => this.refresh(signal), {
         retries: Number.POSITIVE_INFINITY,
         minTimeout: 100,
         maxTimeout: 2000,
         factor: 2,
         signal,
-        unref: true,
         onFailedAttempt: ({ error, attemptNumber }) => {
           lastError = error;
           debug('start: attempt %d failed: %s', attemptNumber, error.message);

@@ -89,6 +89,8 @@ export interface EtcdV2Proxy extends EventEmitter<EtcdV2ProxyEvents> {
   readonly addresses: readonly ProxyAddress[];
   /** Where the first peer URLs came from. */
   readonly peerUrlsSource: 'cluster-file' | 'initial-cluster';
+  /** The peer URLs first asked for the members (from the cluster file or `initialCluster`). */
+  readonly bootstrapPeerUrls: readonly string[];
   /** The cluster file path, when a `dataDir` was given. */
   readonly clusterFile: string | undefined;
   readonly resolver: ClusterResolver;
@@ -153,7 +155,7 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
     dialTimeout: options.dialTimeout,
     startTimeout: options.startTimeout,
   });
-  const proxy = new RunningProxy(resolver, balancer, handler, options.dataDir, fromFile, peerUrls === fromFile ? 'cluster-file' : 'initial-cluster');
+  const proxy = new RunningProxy(resolver, balancer, handler, options.dataDir, fromFile, peerUrls);
   resolver.on('members', (snapshot) => proxy.onMembers(snapshot));
   const onAbort = (): void => void proxy.close();
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -174,6 +176,7 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
   addresses: ProxyAddress[] = [];
   servers: Server[] = [];
   readonly clusterFile: string | undefined;
+  readonly peerUrlsSource: 'cluster-file' | 'initial-cluster';
   /** Settles when the latest cluster file write is over. */
   persisting: Promise<void> = Promise.resolve();
   private written: readonly string[] | undefined;
@@ -185,9 +188,10 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
     readonly handler: V2ProxyHandler,
     private readonly dataDir: string | undefined,
     fileContents: readonly string[] | undefined,
-    readonly peerUrlsSource: 'cluster-file' | 'initial-cluster',
+    readonly bootstrapPeerUrls: readonly string[],
   ) {
     super();
+    this.peerUrlsSource = fileContents === undefined ? 'initial-cluster' : 'cluster-file';
     this.clusterFile = dataDir === undefined ? undefined : clusterFilePath(dataDir);
     this.written = fileContents === undefined ? undefined : [...fileContents].sort();
   }

@@ -1,0 +1,108 @@
+/**
+ * A drop-in for `etcd --proxy on|readonly`, for ad-hoc runs:
+ *
+ *   npx tsx examples/cli.ts --proxy on --listen-client-urls http://127.0.0.1:22379 \
+ *       --initial-cluster myetcd1=http://127.0.0.1:12380 --data-dir /tmp/proxy
+ *
+ * Exit codes: 0 after SIGINT/SIGTERM, 1 when the proxy cannot start, 2 for a
+ * bad command line. Logs etcd-style lines on stderr.
+ */
+import { readFileSync } from 'node:fs';
+import { createProxy, EtcdProxyError, InvalidOptionError } from '../src/index.js';
+import type { EtcdV2Proxy } from '../src/index.js';
+import { FlagError, helpText, parseFlags } from './cli-flags.js';
+import type { ParsedFlags } from './cli-flags.js';
+
+const PROGRAM = 'etcd-v2-proxy';
+
+/** etcd's capnslog line format: `2006-01-02 15:04:05.000000 I | proxy: ...`. */
+function log(level: 'I' | 'N' | 'W' | 'E', message: string): void {
+  const d = new Date();
+  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
+  const stamp = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}000`;
+  process.stderr.write(`${stamp} ${level} | proxy: ${message}\n`);
+}
+
+const list = (urls: readonly string[]): string => `[${urls.join(' ')}]`;
+const quoted = (urls: readonly string[]): string => `[${urls.map((u) => JSON.stringify(u)).join(' ')}]`;
+
+/** Which flag an option error is about, so that the one-line message names the flag the user typed. */
+const FLAG_OF: Record<string, string> = {
+  listenClientUrls: '--listen-client-urls',
+  initialCluster: '--initial-cluster',
+  dataDir: '--data-dir',
+  failureWait: '--proxy-failure-wait',
+  refreshInterval: '--proxy-refresh-interval',
+  dialTimeout: '--proxy-dial-timeout',
+  writeTimeout: '--proxy-write-timeout',
+  readTimeout: '--proxy-read-timeout',
+};
+
+function fail(code: 1 | 2, message: string): never {
+  process.stderr.write(`${PROGRAM}: ${message}\n`);
+  process.exit(code);
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  let flags: ParsedFlags;
+  try {
+    flags = parseFlags(argv);
+  } catch (err) {
+    if (err instanceof FlagError) fail(2, err.message);
+    throw err;
+  }
+  for (const w of flags.warnings) process.stderr.write(`${PROGRAM}: ${w}\n`);
+  if (flags.help) {
+    process.stdout.write(`${helpText('npx tsx examples/cli.ts')}\n`);
+    return;
+  }
+  if (flags.version) {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`${PROGRAM} ${pkg.version}\n`);
+    return;
+  }
+
+  let proxy: EtcdV2Proxy;
+  try {
+    proxy = await createProxy(flags.options);
+  } catch (err) {
+    if (err instanceof InvalidOptionError) {
+      const flag = FLAG_OF[err.option.replace(/\[\d+\]$/, '')];
+      fail(2, flag === undefined ? err.message : `${flag}: ${err.message.replace(/^invalid option [^:]+: /, '')}`);
+    }
+    if (err instanceof EtcdProxyError) fail(1, err.message);
+    throw err;
+  }
+
+  log('N', 'this proxy supports v2 API only!');
+  const source = proxy.peerUrlsSource === 'cluster-file' ? ` from cluster file "${proxy.clusterFile}"` : '';
+  log('I', `using peer urls ${list(proxy.bootstrapPeerUrls)}${source}`);
+  log('I', `endpoints found ${quoted(proxy.balancer.endpoints.map((e) => e.url))}`);
+  proxy.resolver.on('members', (now, before) => {
+    if (before !== undefined) log('N', `members changed: client urls ${list(before.clientUrls)} -> ${list(now.clientUrls)}`);
+  });
+  proxy.resolver.on('error', (err) => log('W', `membership refresh failed, keeping the last known endpoints: ${err.message}`));
+  proxy.balancer.on('endpointDown', (e, reason) => log('W', `marked endpoint ${e.url} unavailable (${reason.message})`));
+  proxy.balancer.on('endpointUp', (e) => log('I', `marked endpoint ${e.url} available, to retest connectivity`));
+  proxy.on('clusterFileWritten', (path, peers) => log('N', `updated peer urls in cluster file "${path}" to ${list(peers)}`));
+  proxy.on('clusterFileError', (err) => log('E', `cannot write the cluster file: ${err.message}`));
+  for (const a of proxy.addresses) log('I', `listening for client requests on ${a.url}`);
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log('W', `received ${signal} again, exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    log('N', `received ${signal}, shutting down`);
+    proxy.close().then(
+      () => process.exit(0),
+      (err: Error) => fail(1, `error while closing: ${err.message}`),
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+main(process.argv.slice(2)).catch((err: Error) => fail(1, err.stack ?? err.message));

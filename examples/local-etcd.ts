@@ -1,0 +1,166 @@
+/**
+ * Starts throwaway etcd 3.4 members on 127.0.0.1 (v2 API enabled, free
+ * ports, a temporary data dir) for the demo and the integration tests.
+ * Every process it starts is stopped by its PID, and only those.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface LocalEtcdOptions {
+  /** Member name. Default: `m<clientPort>`. */
+  name?: string;
+  /** Data dir; default: a new temporary directory, removed by `stop()`. */
+  dataDir?: string;
+  clientPort?: number;
+  peerPort?: number;
+  /** `--initial-cluster`; default: this member alone. */
+  initialCluster?: string;
+  /** `--initial-cluster-state`. Default: `new`. */
+  initialClusterState?: 'new' | 'existing';
+  /** Client URL advertised to the cluster; default: the one it listens on. */
+  advertiseClientUrl?: string;
+  /** More etcd flags. */
+  extraArgs?: readonly string[];
+  /** Wait until the member answers `/health` with `"true"`. Default: true. */
+  waitHealthy?: boolean;
+}
+
+export interface LocalEtcd {
+  readonly name: string;
+  readonly clientUrl: string;
+  readonly peerUrl: string;
+  readonly dataDir: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  /** The etcd process; `pid` is what `stop()` and `signal()` act on. */
+  readonly child: ChildProcess;
+  /** Everything the member logged so far. */
+  log(): string;
+  /** Sends a signal to this member's process (SIGSTOP, SIGCONT, SIGKILL...). */
+  signal(sig: NodeJS.Signals): void;
+  /** Stops the process (SIGTERM, then SIGKILL after 5 s) and removes a temporary data dir. */
+  stop(): Promise<void>;
+}
+
+/** True when `etcd` (3.x with `--enable-v2`) can be run from the PATH. */
+export function etcdInstalled(): boolean {
+  return spawnSync('etcd', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+});
+
+/** Starts one member. For a cluster, pick the ports first and pass `initialCluster`. */
+export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEtcd> {
+  const clientPort = options.clientPort ?? (await freePort());
+  const peerPort = options.peerPort ?? (await freePort());
+  const name = options.name ?? `m${clientPort}`;
+  const ownDir = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), `etcd-${name}-`)));
+  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const args = [
+    '--name', name,
+    '--enable-v2',
+    '--data-dir', dataDir,
+    '--listen-client-urls', clientUrl,
+    '--advertise-client-urls', options.advertiseClientUrl ?? clientUrl,
+    '--listen-peer-urls', peerUrl,
+    '--initial-advertise-peer-urls', peerUrl,
+    '--initial-cluster', options.initialCluster ?? `${name}=${peerUrl}`,
+    '--initial-cluster-state', options.initialClusterState ?? 'new',
+    '--initial-cluster-token', `t-${name}`,
+    ...(options.extraArgs ?? []),
+  ];
+  const child = spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let output = '';
+  child.stdout?.on('data', (b: Buffer) => (output += b.toString()));
+  child.stderr?.on('data', (b: Buffer) => (output += b.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('exit', () => running.delete(child));
+
+  let stopping: Promise<void> | undefined;
+  const member: LocalEtcd = {
+    name, clientUrl, peerUrl, dataDir, clientPort, peerPort, child,
+    log: () => output,
+    signal(sig) {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, sig);
+    },
+    stop() {
+      stopping ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+          process.kill(child.pid, 'SIGCONT');
+          process.kill(child.pid, 'SIGTERM');
+          const kill = setTimeout(() => child.pid !== undefined && child.exitCode === null && process.kill(child.pid, 'SIGKILL'), 5000);
+          await exited;
+          clearTimeout(kill);
+        }
+        if (ownDir) await rm(dataDir, { recursive: true, force: true });
+      })();
+      return stopping;
+    },
+  };
+  if (options.waitHealthy ?? true) {
+    try {
+      await waitHealthy(clientUrl, 20000, exited);
+    } catch (err) {
+      await member.stop();
+      throw new Error(`etcd member ${name} did not become healthy: ${(err as Error).message}\n${output.slice(-2000)}`);
+    }
+  }
+  return member;
+}
+
+/** Starts `size` members as one new cluster and waits until all are healthy. */
+export async function startCluster(size: number): Promise<LocalEtcd[]> {
+  const ports: Array<{ name: string; clientPort: number; peerPort: number }> = [];
+  for (let i = 0; i < size; i++) ports.push({ name: `node${i + 1}`, clientPort: await freePort(), peerPort: await freePort() });
+  const initialCluster = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(',');
+  const members = await Promise.all(ports.map((p) => startEtcd({ ...p, initialCluster, waitHealthy: false })));
+  try {
+    await Promise.all(members.map((m) => waitHealthy(m.clientUrl, 30000)));
+  } catch (err) {
+    await Promise.all(members.map((m) => m.stop()));
+    throw err;
+  }
+  return members;
+}
+
+/** Polls `<clientUrl>/health` until it says `"health":"true"`. */
+export async function waitHealthy(clientUrl: string, timeoutMs: number, exited?: Promise<void>): Promise<void> {
+  let gone = false;
+  void exited?.then(() => (gone = true));
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (gone) throw new Error('the etcd process exited');
+    try {
+      const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
+      last = await res.text();
+      if (res.ok && last.includes('"true"')) return;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no healthy answer from ${clientUrl}/health within ${timeoutMs} ms (last: ${last})`);
+}

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { FlagError, helpText, parseFlags } from '../examples/cli-flags.js';
+
+describe('examples/cli-flags: etcd proxy flags', () => {
+  test('the article command, typographic dashes and all, parses with one warning per dashed flag', () => {
+    const f = parseFlags(['–proxy', 'on', '–listen-client-urls', 'http://0.0.0.0:22379', '–initial-cluster', 'myetcd1=http://0.0.0.0:12380', '–data-dir', '/home/cmp/temp/proxy']);
+    assert.equal(f.options.mode, 'readwrite');
+    assert.deepEqual(f.options.listenClientUrls, ['http://0.0.0.0:22379']);
+    assert.equal(f.options.initialCluster, 'myetcd1=http://0.0.0.0:12380');
+    assert.equal(f.options.dataDir, '/home/cmp/temp/proxy');
+    assert.equal(f.warnings.length, 4);
+    assert.match(f.warnings[0]!, /"–proxy" starts with a typographic dash \(U\+2013\); reading it as "--proxy"/);
+  });
+
+  test('--flag=value, -flag value and etcd defaults', () => {
+    const f = parseFlags(['--proxy=readonly', '-name', 'p1', '--proxy-read-timeout=250']);
+    assert.equal(f.options.mode, 'readonly');
+    assert.equal(f.name, 'p1');
+    assert.equal(f.options.dataDir, 'p1.etcd');
+    assert.equal(f.options.readTimeout, 250);
+    assert.equal(f.options.failureWait, 5000);
+    assert.equal(f.options.refreshInterval, 30000);
+    assert.equal(f.options.dialTimeout, 1000);
+    assert.equal(f.options.writeTimeout, 5000);
+    assert.deepEqual(f.options.listenClientUrls, ['http://localhost:2379']);
+    assert.equal(f.options.initialCluster, 'default=http://localhost:2380');
+    assert.deepEqual(f.warnings, []);
+  });
+
+  test('a comma list of listen URLs', () => {
+    const f = parseFlags(['--listen-client-urls', 'http://127.0.0.1:1,http://127.0.0.1:2']);
+    assert.deepEqual(f.options.listenClientUrls, ['http://127.0.0.1:1', 'http://127.0.0.1:2']);
+  });
+
+  const bad: Array<[string[], RegExp]> = [
+    [['--proxy', 'off'], /^--proxy off means running an etcd member/],
+    [['--proxy', 'maybe'], /^--proxy must be on or readonly, got "maybe"$/],
+    [['--bogus', '1'], /^unknown flag --bogus/],
+    [['--discovery', 'http://x'], /^unknown flag --discovery \(not supported yet/],
+    [['--proxy-dial-timeout', 'abc'], /^--proxy-dial-timeout: "abc" is not a whole number of milliseconds$/],
+    [['--proxy-failure-wait=1.5'], /^--proxy-failure-wait: "1.5" is not a whole number/],
+    [['--proxy-dial-timeout', '0'], /^--proxy-dial-timeout: must be at least 1 ms, got 0$/],
+    [['--initial-cluster', 'a'], /^--initial-cluster: entry "a": no "="/],
+    [['--initial-cluster', 'a=http://x'], /^--initial-cluster: entry "a=http:\/\/x": bad peer URL: .*port/],
+    [['--initial-cluster'], /^--initial-cluster needs a value/],
+    [['--name', 'a', '--name', 'b'], /^--name is given twice/],
+    [['stray'], /^unexpected argument "stray"/],
+    [['--help=yes'], /^--help takes no value$/],
+  ];
+  for (const [argv, message] of bad) {
+    test(`rejects ${argv.join(' ')} with one line naming the flag`, () => {
+      assert.throws(
+        () => parseFlags(argv),
+        (err: unknown) => err instanceof FlagError && message.test(err.message) && !err.message.includes('\n'),
+      );
+    });
+  }
+
+  test('--help lists every flag with its default, grouped like etcd --help', () => {
+    const text = helpText('cli');
+    for (const group of ['Member:', 'Clustering:', 'Proxy:']) assert.ok(text.includes(group), group);
+    assert.match(text, /--proxy-failure-wait <ms>\n.*default: '5000'/);
+    assert.match(text, /--listen-client-urls <urls>\n.*default: 'http:\/\/localhost:2379'/);
+    assert.ok(text.indexOf('Member:') < text.indexOf('Clustering:') && text.indexOf('Clustering:') < text.indexOf('Proxy:'));
+  });
+});

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { cleanup, etcdctl, freePort, http, member, onCleanup, skipWithoutEtcd, tempDir } from './harness.js';
+
+const CLI = fileURLToPath(new URL('../../examples/cli.ts', import.meta.url));
+
+interface Run {
+  pid: number;
+  stderr(): string;
+  exited: Promise<number | null>;
+  waitFor(text: string, timeoutMs: number): Promise<void>;
+}
+
+/** Starts examples/cli.ts as its own process (stopped by PID at cleanup). */
+function runCli(args: string[]): Run {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+  child.stdout.resume();
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  onCleanup(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return {
+    pid: child.pid!,
+    stderr: () => err,
+    exited,
+    async waitFor(text, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      while (!err.includes(text)) {
+        if (Date.now() > deadline) throw new Error(`CLI did not print "${text}" within ${timeoutMs} ms:\n${err}`);
+        if (child.exitCode !== null) throw new Error(`CLI exited with ${child.exitCode}:\n${err}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+  };
+}
+
+describe('examples/cli.ts against a real etcd member', { skip: skipWithoutEtcd }, () => {
+  after(cleanup);
+
+  test('the article walkthrough: etcdctl v2 set/get through the CLI proxy, then SIGTERM exits 0', async () => {
+    const m = await member({ name: 'myetcd1' });
+    const port = await freePort();
+    const dataDir = join(await tempDir(), 'proxy');
+    const url = `http://127.0.0.1:${port}`;
+    const cli = runCli(['–proxy', 'on', '--listen-client-urls', url, '--initial-cluster', `myetcd1=${m.peerUrl}`, '--data-dir', dataDir]);
+    await cli.waitFor('listening for client requests', 20000);
+    const log = cli.stderr();
+    assert.match(log, /warning: "–proxy" starts with a typographic dash/);
+    assert.match(log, new RegExp(`I \\| proxy: using peer urls \\[${m.peerUrl}\\]`));
+    assert.match(log, new RegExp(`endpoints found \\["${m.clientUrl}"\\]`));
+    assert.match(log, new RegExp(`listening for client requests on ${url}`));
+
+    const set = await etcdctl(url, ['--no-sync', 'set', 'key1', 'xxxxx']);
+    assert.equal(set.stdout, 'xxxxx\n', set.stderr);
+    const get = await etcdctl(url, ['--no-sync', 'get', 'key1']);
+    assert.equal(get.stdout, 'xxxxx\n', get.stderr);
+    assert.equal((await http(`${m.clientUrl}/v2/keys/key1`)).json() instanceof Object, true);
+    assert.equal(await readFile(join(dataDir, 'proxy', 'cluster'), 'utf8'), JSON.stringify({ PeerURLs: [m.peerUrl] }));
+
+    process.kill(cli.pid, 'SIGTERM');
+    assert.equal(await cli.exited, 0);
+    assert.match(cli.stderr(), /received SIGTERM, shutting down/);
+  });
+
+  test('a restart prefers the cluster file and says so', async () => {
+    const m = await member();
+    const dataDir = await tempDir();
+    const first = runCli(['--listen-client-urls', `http://127.0.0.1:${await freePort()}`, '--initial-cluster', `${m.name}=${m.peerUrl}`, '--data-dir', dataDir]);
+    await first.waitFor('listening for client requests', 20000);
+    process.kill(first.pid, 'SIGINT');
+    assert.equal(await first.exited, 0);
+
+    const port = await freePort();
+    const second = runCli(['--listen-client-urls', `http://127.0.0.1:${port}`, '--initial-cluster', `gone=http://127.0.0.1:${await freePort()}`, '--data-dir', dataDir]);
+    await second.waitFor('listening for client requests', 20000);
+    assert.match(second.stderr(), new RegExp(`using peer urls \\[${m.peerUrl}\\] from cluster file ".*/proxy/cluster"`));
+    const res = await http(`http://127.0.0.1:${port}/v2/keys/?recursive=true`);
+    assert.equal(res.status, 200);
+    process.kill(second.pid, 'SIGTERM');
+    assert.equal(await second.exited, 0);
+  });
+
+  test('a malformed flag exits 2 with exactly one line on stderr', async () => {
+    for (const args of [['--proxy-dial-timeout', 'abc'], ['--proxy', 'off'], ['--listen-client-urls', 'http://127.0.0.1'], ['--nope']]) {
+      const cli = runCli(args);
+      assert.equal(await cli.exited, 2, cli.stderr());
+      const lines = cli.stderr().trimEnd().split('\n');
+      assert.equal(lines.length, 1, cli.stderr());
+      assert.match(lines[0]!, /^etcd-v2-proxy: .*--[a-z]/);
+    }
+  });
+
+  test('a corrupt cluster file: exit 1, the file named, its bytes untouched', async () => {
+    const dataDir = await tempDir();
+    await mkdir(join(dataDir, 'proxy'), { mode: 0o700 });
+    const file = join(dataDir, 'proxy', 'cluster');
+    await writeFile(file, '{"PeerURLs":["http://127.0.0.1:1"', { mode: 0o600 });
+    const cli = runCli(['--listen-client-urls', `http://127.0.0.1:${await freePort()}`, '--initial-cluster', 'a=http://127.0.0.1:2380', '--data-dir', dataDir]);
+    assert.equal(await cli.exited, 1);
+    assert.match(cli.stderr(), new RegExp(`cluster file ${file}: is not valid JSON`));
+    assert.equal(await readFile(file, 'utf8'), '{"PeerURLs":["http://127.0.0.1:1"');
+  });
+
+  test('peers that never answer: exit 1 naming the peers, within the start-up bound', async () => {
+    const deadPort = await freePort();
+    const started = Date.now();
+    const cli = runCli(['--listen-client-urls', `http://127.0.0.1:${await freePort()}`, '--initial-cluster', `a=http://127.0.0.1:${deadPort}`, '--data-dir', await tempDir()]);
+    assert.equal(await cli.exited, 1);
+    assert.ok(Date.now() - started < 25000);
+    assert.match(cli.stderr(), new RegExp(`could not get the cluster's members from peer\\(s\\) http://127.0.0.1:${deadPort}`));
+  });
+});

@@ -21,6 +21,8 @@ export interface LocalEtcdOptions {
   initialCluster?: string;
   /** `--initial-cluster-state`. Default: `new`. */
   initialClusterState?: 'new' | 'existing';
+  /** `--initial-cluster-token`: the same for every member of one cluster. Default: `t-<name>`. */
+  initialClusterToken?: string;
   /** Client URL advertised to the cluster; default: the one it listens on. */
   advertiseClientUrl?: string;
   /** More etcd flags. */
@@ -87,7 +89,7 @@ export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEt
     '--initial-advertise-peer-urls', peerUrl,
     '--initial-cluster', options.initialCluster ?? `${name}=${peerUrl}`,
     '--initial-cluster-state', options.initialClusterState ?? 'new',
-    '--initial-cluster-token', `t-${name}`,
+    '--initial-cluster-token', options.initialClusterToken ?? `t-${name}`,
     ...(options.extraArgs ?? []),
   ];
   const child = spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -135,7 +137,8 @@ export async function startCluster(size: number): Promise<LocalEtcd[]> {
   const ports: Array<{ name: string; clientPort: number; peerPort: number }> = [];
   for (let i = 0; i < size; i++) ports.push({ name: `node${i + 1}`, clientPort: await freePort(), peerPort: await freePort() });
   const initialCluster = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(',');
-  const members = await Promise.all(ports.map((p) => startEtcd({ ...p, initialCluster, waitHealthy: false })));
+  const initialClusterToken = `t-cluster-${ports[0]!.clientPort}`;
+  const members = await Promise.all(ports.map((p) => startEtcd({ ...p, initialCluster, initialClusterToken, waitHealthy: false })));
   try {
     await Promise.all(members.map((m) => waitHealthy(m.clientUrl, 30000)));
   } catch (err) {

@@ -17,6 +17,7 @@ export interface ClusterMember {
   readonly id: string;
   /** Member name (empty for a member added but not started yet). */
   readonly name: string;
+  /** URLs the member talks to its peers on. */
   readonly peerUrls: readonly string[];
   /** Empty for a member added but not started yet. */
   readonly clientUrls: readonly string[];
@@ -27,6 +28,7 @@ export interface ClusterMember {
  * @public
  */
 export interface ClusterSnapshot {
+  /** The members, as `GET /members` listed them. */
   readonly members: readonly ClusterMember[];
   /** Every member's peer URLs, sorted, without duplicates. */
   readonly peerUrls: readonly string[];

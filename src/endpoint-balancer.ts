@@ -60,8 +60,6 @@ export class Endpoint {
   inFlight = 0;
   /** True once the endpoint left the cluster; its pool closes when its last request ends. */
   retired = false;
-  /** @internal */
-  upTimer: NodeJS.Timeout | undefined = undefined;
   private readonly send: (options: RequestOptions, onResponse?: (res: IncomingMessage) => void) => ClientRequest;
 
   /** @param url - an `http://host:port` or `https://host:port` client URL. */
@@ -110,6 +108,7 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
   readonly failureWait: number;
   private list: Endpoint[] = [];
   private cachedOrder: readonly Endpoint[] | undefined = undefined;
+  private readonly upTimers = new Map<Endpoint, NodeJS.Timeout>();
   private closed = false;
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort = (): void => this.close();
@@ -155,7 +154,11 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
       byUrl.delete(parsed.url);
       next.push(existing ?? new Endpoint(parsed.url));
     }
-    for (const gone of byUrl.values()) retire(gone);
+    for (const gone of byUrl.values()) {
+      clearTimeout(this.upTimers.get(gone));
+      this.upTimers.delete(gone);
+      retire(gone);
+    }
     for (let i = next.length - 1; i > 0; i--) {
       const j = Math.floor(Math.random() * (i + 1));
       [next[i], next[j]] = [next[j]!, next[i]!];
@@ -193,14 +196,15 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
     if (!endpoint.available || this.closed || !this.list.includes(endpoint)) return;
     endpoint.available = false;
     debug('marked endpoint %s unavailable: %s', endpoint.url, reason.message);
-    endpoint.upTimer = setTimeout(() => {
-      endpoint.upTimer = undefined;
+    const timer = setTimeout(() => {
+      this.upTimers.delete(endpoint);
       endpoint.available = true;
       this.cachedOrder = undefined;
       debug('marked endpoint %s available again', endpoint.url);
       this.emit('endpointUp', endpoint);
     }, this.failureWait);
-    endpoint.upTimer.unref();
+    timer.unref();
+    this.upTimers.set(endpoint, timer);
     this.emit('endpointDown', endpoint, reason);
   }
 
@@ -209,17 +213,15 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
     if (this.closed) return;
     this.closed = true;
     this.signal?.removeEventListener('abort', this.onAbort);
-    for (const e of this.list) {
-      clearTimeout(e.upTimer);
-      e.agent.destroy();
-    }
+    for (const timer of this.upTimers.values()) clearTimeout(timer);
+    this.upTimers.clear();
+    for (const e of this.list) e.agent.destroy();
     this.cachedOrder = [];
     this.removeAllListeners();
   }
 }
 
 function retire(endpoint: Endpoint): void {
-  clearTimeout(endpoint.upTimer);
   endpoint.available = false;
   endpoint.retired = true;
   if (endpoint.inFlight === 0) endpoint.agent.destroy();

@@ -25,6 +25,7 @@ export class EtcdProxyError extends Error {
  * @public
  */
 export class InvalidOptionError extends EtcdProxyError {
+  /** Always `ERR_ETCD_PROXY_INVALID_OPTION`. */
   declare readonly code: 'ERR_ETCD_PROXY_INVALID_OPTION';
   /** The option's name, e.g. `failureWait`. */
   readonly option: string;
@@ -40,6 +41,7 @@ export class InvalidOptionError extends EtcdProxyError {
  * @public
  */
 export class InitialClusterError extends EtcdProxyError {
+  /** Always `ERR_ETCD_PROXY_INITIAL_CLUSTER`. */
   declare readonly code: 'ERR_ETCD_PROXY_INITIAL_CLUSTER';
   /** The comma-separated part that is wrong (empty string for an empty value). */
   readonly part: string;
@@ -61,6 +63,7 @@ export class InitialClusterError extends EtcdProxyError {
  * @public
  */
 export class ClusterUnreachableError extends EtcdProxyError {
+  /** Always `ERR_ETCD_PROXY_CLUSTER_UNREACHABLE`. */
   declare readonly code: 'ERR_ETCD_PROXY_CLUSTER_UNREACHABLE';
   /** The peer URLs that were asked. */
   readonly peerUrls: readonly string[];
@@ -81,6 +84,7 @@ export class ClusterUnreachableError extends EtcdProxyError {
  * @public
  */
 export class ClusterFileError extends EtcdProxyError {
+  /** Always `ERR_ETCD_PROXY_CLUSTER_FILE`. */
   declare readonly code: 'ERR_ETCD_PROXY_CLUSTER_FILE';
   /** Absolute path of the offending file. */
   readonly path: string;
@@ -97,6 +101,7 @@ export class ClusterFileError extends EtcdProxyError {
  * @public
  */
 export class MemberDataDirError extends EtcdProxyError {
+  /** Always `ERR_ETCD_PROXY_MEMBER_DATA_DIR`. */
   declare readonly code: 'ERR_ETCD_PROXY_MEMBER_DATA_DIR';
   /** The data dir that was refused. */
   readonly dataDir: string;
@@ -117,6 +122,7 @@ export class MemberDataDirError extends EtcdProxyError {
  * @public
  */
 export class UpstreamError extends EtcdProxyError {
+  /** Always `ERR_ETCD_PROXY_UPSTREAM`. */
   declare readonly code: 'ERR_ETCD_PROXY_UPSTREAM';
   /** The endpoint's client URL. */
   readonly endpoint: string;

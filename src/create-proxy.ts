@@ -10,6 +10,7 @@ import { EndpointBalancer } from './endpoint-balancer.js';
 import { InvalidOptionError } from './errors.js';
 import { initialClusterPeerUrls } from './initial-cluster.js';
 import { describe, signalOption } from './validate-options.js';
+import { refuseV3Clients } from './v3-client-refusal.js';
 import { V2ProxyHandler } from './v2-proxy-handler.js';
 import type { ProxyMode } from './v2-proxy-handler.js';
 
@@ -65,7 +66,9 @@ export interface CreateProxyOptions {
 export interface ProxyAddress {
   /** The URL clients use, with the port actually bound. */
   readonly url: string;
+  /** The host bound (IPv6 without brackets). */
   readonly host: string;
+  /** The port bound. */
   readonly port: number;
 }
 
@@ -93,8 +96,11 @@ export interface EtcdV2Proxy extends EventEmitter<EtcdV2ProxyEvents> {
   readonly bootstrapPeerUrls: readonly string[];
   /** The cluster file path, when a `dataDir` was given. */
   readonly clusterFile: string | undefined;
+  /** Learns and refreshes the members. */
   readonly resolver: ClusterResolver;
+  /** Holds the members' client URLs and their health. */
   readonly balancer: EndpointBalancer;
+  /** The `(req, res)` handler the listeners serve. */
   readonly handler: V2ProxyHandler;
   /** The node:http servers, one per listen URL. */
   readonly servers: readonly Server[];
@@ -221,6 +227,7 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
   async listen(urls: readonly URL[]): Promise<void> {
     for (const u of urls) {
       const server = createServer(this.handler.handle);
+      refuseV3Clients(server);
       this.servers.push(server);
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
       await new Promise<void>((resolve, reject) => {

@@ -8,6 +8,7 @@ export { createProxy } from './create-proxy.js';
 export type { CreateProxyOptions, EtcdV2Proxy, EtcdV2ProxyEvents, ProxyAddress } from './create-proxy.js';
 export { clusterFilePath, readClusterFile, writeClusterFile } from './cluster-file.js';
 export { parseInitialCluster } from './initial-cluster.js';
+export { refuseV3Clients, V3_REFUSAL_MESSAGE } from './v3-client-refusal.js';
 export {
   ClusterFileError,
   ClusterUnreachableError,

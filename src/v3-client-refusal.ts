@@ -1,0 +1,175 @@
+import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
+import createDebug from 'debug';
+
+const debug = createDebug('etcd-v2-proxy:v3');
+
+/**
+ * etcd v3 clients speak gRPC: HTTP/2 without TLS ("h2c"), which starts with
+ * the connection preface `PRI * HTTP/2.0`. etcd's proxy leaves them hanging
+ * until their deadline (`Error: context deadline exceeded` after 5 s). Here
+ * the listener looks at the first bytes of each connection (once per
+ * connection, never per request) and answers every gRPC call on an h2c
+ * connection at once with status UNIMPLEMENTED and a message saying why.
+ */
+
+/** What a v3 client is told, as its gRPC status message. @public */
+export const V3_REFUSAL_MESSAGE =
+  'etcd-v2-proxy serves the etcd v2 API only; for the v3 API use the cluster client URLs directly or etcd grpc-proxy';
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+const FRAME_DATA = 0x0;
+const FRAME_HEADERS = 0x1;
+const FRAME_RST_STREAM = 0x3;
+const FRAME_SETTINGS = 0x4;
+const FRAME_PING = 0x6;
+const FRAME_GOAWAY = 0x7;
+const FRAME_CONTINUATION = 0x9;
+const FLAG_END_STREAM = 0x1;
+const FLAG_ACK = 0x1;
+const FLAG_END_HEADERS = 0x4;
+const GRPC_UNIMPLEMENTED = '12';
+
+/**
+ * Makes `server` answer etcd v3 (gRPC) clients at once with UNIMPLEMENTED
+ * and {@link V3_REFUSAL_MESSAGE} instead of leaving them to time out.
+ * HTTP/1.1 connections are passed to the server's own handling unchanged.
+ * `createProxy()` does this on its listeners; call it on your own server when
+ * you embed the handler. Call it before the server accepts connections.
+ * @public
+ */
+export function refuseV3Clients(server: Server, message: string = V3_REFUSAL_MESSAGE): void {
+  const httpListeners = server.listeners('connection') as Array<(socket: Socket) => void>;
+  server.removeAllListeners('connection');
+  const grpcMessage = percentEncode(message);
+  server.on('connection', (socket: Socket) => {
+    let head: Buffer | undefined;
+    const onData = (chunk: Buffer): void => {
+      head = head === undefined ? chunk : Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, PREFACE.length);
+      const looksH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
+      // Undecided until the bytes differ from the preface or all of it is here.
+      if (looksH2 && head.length < PREFACE.length) return;
+      socket.off('data', onData);
+      socket.setTimeout(0);
+      socket.pause();
+      if (looksH2) {
+        debug('h2c connection from %s: answering gRPC calls with UNIMPLEMENTED', socket.remoteAddress);
+        new GrpcRefusal(socket, grpcMessage).receive(head.subarray(PREFACE.length));
+        socket.resume();
+        return;
+      }
+      socket.unshift(head);
+      for (const listener of httpListeners) listener.call(server, socket);
+      socket.resume();
+    };
+    // A connection that sends nothing is dropped like one that never finishes its headers.
+    socket.setTimeout(server.headersTimeout || 60000, () => socket.destroy());
+    socket.on('data', onData);
+  });
+}
+
+/** The server side of an h2c connection that answers every stream with a trailers-only gRPC error. */
+class GrpcRefusal {
+  private buffered: Buffer = Buffer.alloc(0);
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly grpcMessage: string,
+  ) {
+    socket.on('data', (chunk: Buffer) => this.receive(chunk));
+    socket.on('error', () => socket.destroy());
+    socket.on('end', () => socket.end());
+    // Our SETTINGS (empty: defaults are fine) must be the first frame we send.
+    socket.write(frame(FRAME_SETTINGS, 0, 0, Buffer.alloc(0)));
+  }
+
+  receive(chunk: Buffer): void {
+    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    while (this.buffered.length >= 9) {
+      const length = this.buffered.readUIntBE(0, 3);
+      if (this.buffered.length < 9 + length) return;
+      const type = this.buffered[3]!;
+      const flags = this.buffered[4]!;
+      const stream = this.buffered.readUInt32BE(5) & 0x7fffffff;
+      const payload = this.buffered.subarray(9, 9 + length);
+      this.buffered = this.buffered.subarray(9 + length);
+      this.onFrame(type, flags, stream, payload);
+    }
+  }
+
+  private onFrame(type: number, flags: number, stream: number, payload: Buffer): void {
+    switch (type) {
+      case FRAME_SETTINGS:
+        if ((flags & FLAG_ACK) === 0) this.socket.write(frame(FRAME_SETTINGS, FLAG_ACK, 0, Buffer.alloc(0)));
+        break;
+      case FRAME_PING:
+        if ((flags & FLAG_ACK) === 0) this.socket.write(frame(FRAME_PING, FLAG_ACK, 0, payload));
+        break;
+      case FRAME_HEADERS:
+      case FRAME_CONTINUATION:
+        // Answer once the request's header block is complete.
+        if ((flags & FLAG_END_HEADERS) !== 0 && stream !== 0) this.refuse(stream, (flags & FLAG_END_STREAM) !== 0);
+        break;
+      case FRAME_GOAWAY:
+        this.socket.end();
+        break;
+      case FRAME_DATA:
+      default:
+        break;
+    }
+  }
+
+  private refuse(stream: number, clientDone: boolean): void {
+    const block = Buffer.concat([
+      Buffer.from([0x88]), // :status 200 (HPACK static table entry 8)
+      literal('content-type', 'application/grpc'),
+      literal('grpc-status', GRPC_UNIMPLEMENTED),
+      literal('grpc-message', this.grpcMessage),
+    ]);
+    this.socket.write(frame(FRAME_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream, block));
+    // The client may still be sending its request body: tell it to stop.
+    if (!clientDone) this.socket.write(frame(FRAME_RST_STREAM, 0, stream, Buffer.from([0, 0, 0, 0])));
+  }
+}
+
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(9);
+  header.writeUIntBE(payload.length, 0, 3);
+  header[3] = type;
+  header[4] = flags;
+  header.writeUInt32BE(stream, 5);
+  return Buffer.concat([header, payload]);
+}
+
+/** HPACK "literal header field without indexing, new name", no Huffman coding. */
+function literal(name: string, value: string): Buffer {
+  return Buffer.concat([Buffer.from([0x00]), hpackString(name), hpackString(value)]);
+}
+
+function hpackString(text: string): Buffer {
+  const bytes = Buffer.from(text, 'latin1');
+  return Buffer.concat([hpackInteger(bytes.length, 7), bytes]);
+}
+
+function hpackInteger(value: number, prefixBits: number): Buffer {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) return Buffer.from([value]);
+  const out = [max];
+  let rest = value - max;
+  while (rest >= 128) {
+    out.push((rest % 128) + 128);
+    rest = Math.floor(rest / 128);
+  }
+  out.push(rest);
+  return Buffer.from(out);
+}
+
+/** gRPC's percent-encoding of grpc-message: printable ASCII but '%' as is, the rest as %XX of UTF-8. */
+function percentEncode(message: string): string {
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}

@@ -1,10 +1,14 @@
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
+import { strategyOption } from './balancer-strategy.js';
+import type { BalancerStrategy, PickContext, StrategyName } from './balancer-strategy.js';
+import { Endpoint } from './endpoint.js';
+import { getJson } from './get-json.js';
 import { InvalidOptionError } from './errors.js';
-import { durationOption, parseHostPortUrl, signalOption } from './validate-options.js';
+import { describe, durationOption, parseHostPortUrl, signalOption } from './validate-options.js';
+import { upstreamTlsOption } from './tls-options.js';
+import type { UpstreamTls, UpstreamTlsOptions } from './tls-options.js';
+
 
 const debug = createDebug('etcd-v2-proxy:balancer');
 
@@ -14,14 +18,59 @@ const debug = createDebug('etcd-v2-proxy:balancer');
  */
 export interface EndpointBalancerOptions {
   /**
-   * How long a failed endpoint is skipped before it is tried again, in ms.
-   * etcd flag: `--proxy-failure-wait`. Default: 5000.
+   * ms a failed endpoint gets no request before its first health probe.
+   * etcd flag: `--proxy-failure-wait`. Default: 5000. (etcd's proxy then
+   * marks it available again blindly; here a probe must say it is back.)
    */
   failureWait?: number;
+  /**
+   * How the first endpoint of each request is chosen: `least-in-flight`
+   * (default), `round-robin`, `first-available` (etcd's proxy), or your own
+   * {@link BalancerStrategy}.
+   */
+  strategy?: StrategyName | BalancerStrategy;
+  /**
+   * Send writes (PUT, POST, DELETE, PATCH) to the cluster's leader first: a
+   * write sent to a follower costs it an extra hop to the leader. Default: true.
+   */
+  leaderWrites?: boolean;
+  /** ms between leader look-ups (`GET /v2/members/leader`). Default: 30000, etcd's refresh interval. */
+  leaderRefreshInterval?: number;
+  /** ms a health probe (`GET /health` on the client URL) may take, connection included. Default: 2000. */
+  probeTimeout?: number;
+  /** Longest wait between two probes of an endpoint that stays down (the wait doubles from `failureWait`). Default: 30000. */
+  probeMaxInterval?: number;
+  /**
+   * ms an idle pooled connection to an endpoint is kept before it is closed.
+   * Default: 30000 (etcd's own server closes idle connections after 5 min).
+   */
+  idleTimeout?: number;
   /** Client URLs to start with (usually set later from a {@link ClusterResolver}). Default: none. */
   endpoints?: readonly string[];
+  /**
+   * TLS for `https://` client URLs (requests, health probes and leader
+   * look-ups): the client certificate shown to members that require one and
+   * the CA their certificates must chain to. etcd flags: `--cert-file`,
+   * `--key-file`, `--trusted-ca-file`, or the `--peer-*` ones when those are
+   * empty (`createProxy` does that fallback). Default: no client
+   * certificate, Node's bundled CAs, verification on.
+   */
+  tls?: UpstreamTlsOptions;
   /** Aborting it closes the balancer, as {@link EndpointBalancer.close} does. */
   signal?: AbortSignal;
+}
+
+/**
+ * How long an endpoint was out, and why, given with `endpointUp`.
+ * @public
+ */
+export interface ReadmissionInfo {
+  /** ms since it was marked down (or degraded). */
+  readonly outForMs: number;
+  /** The failure that took it out. */
+  readonly reason: Error | undefined;
+  /** Probes it took. */
+  readonly probes: number;
 }
 
 /**
@@ -29,118 +78,106 @@ export interface EndpointBalancerOptions {
  * @public
  */
 export interface EndpointBalancerEvents {
-  /** An endpoint failed and is skipped for `failureWait` ms. */
+  /** An endpoint failed; it gets no request until a probe says it is back. */
   endpointDown: (endpoint: Endpoint, reason: Error) => void;
-  /** A failed endpoint's `failureWait` is over: it gets requests again. */
-  endpointUp: (endpoint: Endpoint) => void;
+  /** A probe found the endpoint answering but unhealthy (`{"health":"false"}`): plain reads only. */
+  endpointDegraded: (endpoint: Endpoint, detail: string) => void;
+  /** A probe found the endpoint healthy: it gets requests again. */
+  endpointUp: (endpoint: Endpoint, info: ReadmissionInfo) => void;
   /** The set of endpoints changed (from {@link EndpointBalancer.setEndpoints}). */
   endpoints: (urls: readonly string[]) => void;
+  /** The leader's client URL changed (`undefined`: unknown). */
+  leader: (url: string | undefined) => void;
 }
 
-/**
- * One upstream etcd client URL with its connection pool and health state.
- * @public
- */
-export class Endpoint {
-  /** The client URL, `scheme://host:port`. */
-  readonly url: string;
-  /** Host name or IP address to connect to. */
-  readonly hostname: string;
-  /** TCP port to connect to. */
-  readonly port: number;
-  /** Keep-alive connection pool for this endpoint. */
-  readonly agent: HttpAgent;
-  /** True while the endpoint is not within its `failureWait`. */
-  available = true;
-  /** `Date.now()` of the latest failure, 0 if it never failed. */
-  failedAt = 0;
-  /** The latest failure, if any. */
-  lastError: Error | undefined = undefined;
-  /** Requests currently sent to this endpoint and not finished. */
-  inFlight = 0;
-  /** True once the endpoint left the cluster; its pool closes when its last request ends. */
-  retired = false;
-  private readonly send: (options: RequestOptions, onResponse?: (res: IncomingMessage) => void) => ClientRequest;
-
-  /** @param url - an `http://host:port` or `https://host:port` client URL. */
-  constructor(url: string) {
-    const parsed = parseHostPortUrl(url);
-    if (parsed.error !== undefined) throw new InvalidOptionError('endpoints', parsed.error);
-    const u = new URL(parsed.url);
-    this.url = parsed.url;
-    this.hostname = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-    this.port = Number(u.port);
-    const secure = u.protocol === 'https:';
-    this.agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
-    this.send = secure ? httpsRequest : httpRequest;
-  }
-
-  /**
-   * Starts an HTTP request to this endpoint through its pool. `options` gets
-   * this endpoint's host, port and agent.
-   */
-  request(options: RequestOptions): ClientRequest {
-    options.agent = this.agent;
-    options.hostname = this.hostname;
-    options.port = this.port;
-    this.inFlight++;
-    return this.send(options);
-  }
-
-  /** Called once per {@link Endpoint.request} when that request is over, however it ended. */
-  release(): void {
-    this.inFlight--;
-    if (this.retired && this.inFlight === 0) setImmediate(() => this.agent.destroy());
-  }
-}
+const WRITE_METHODS = new Set(['PUT', 'POST', 'DELETE', 'PATCH']);
 
 /**
  * Holds the cluster's client URLs as {@link Endpoint}s and tells each request
- * in which order to try them. An endpoint that fails is skipped for
- * `failureWait` ms (etcd's `--proxy-failure-wait`), then tried again. While
- * every endpoint is within its wait, they are all still offered, oldest
- * failure first, so that a cluster that comes back is used at once (etcd's
- * proxy answers 503 for the whole `failureWait` instead).
+ * in which order to try them.
+ *
+ * - Each request picks its first endpoint at request time with the strategy
+ *   (default: fewest requests in flight), so load spreads over the members;
+ *   etcd's proxy sends everything to one member until its next refresh.
+ * - Writes go to the leader first (`leaderWrites`).
+ * - An endpoint that fails is taken out; after `failureWait` it is probed
+ *   (`GET /health`), and only a healthy answer readmits it; probes back off
+ *   up to `probeMaxInterval`. etcd's proxy readmits it blindly on a timer
+ *   (etcd-io/etcd#3541).
+ * - While every endpoint is down they are still all offered, oldest failure
+ *   first, so that a cluster that comes back is used at once (etcd's proxy
+ *   answers 503 for the whole `failureWait`).
  * @public
  */
 export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
-  /** ms an endpoint is skipped after a failure. */
+  /** ms a failed endpoint waits for its first probe. */
   readonly failureWait: number;
+  /** ms an idle pooled connection is kept. */
+  readonly idleTimeout: number;
+  /** The strategy choosing each request's first endpoint. */
+  readonly strategy: BalancerStrategy;
+  /** Whether writes go to the leader first. */
+  readonly leaderWrites: boolean;
+  private readonly probeTimeout: number;
+  private readonly tlsOptions: UpstreamTlsOptions | undefined;
+  private readonly tls: UpstreamTls | undefined;
+  private readonly probeMaxInterval: number;
+  private readonly leaderRefreshInterval: number;
   private list: Endpoint[] = [];
   private cachedOrder: readonly Endpoint[] | undefined = undefined;
-  private readonly upTimers = new Map<Endpoint, NodeJS.Timeout>();
-  private closed = false;
+  private cachedCandidates: { all: Endpoint[]; plain: Endpoint[] } | undefined = undefined;
+  private readonly probes = new Map<Endpoint, { timer: NodeJS.Timeout; delay: number; count: number; since: number }>();
+  private leaderEndpoint: Endpoint | undefined;
+  private leaderTimer: NodeJS.Timeout | undefined;
+  private leaderLookup: Promise<void> | undefined;
+  private readonly closer = new AbortController();
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort = (): void => this.close();
 
   constructor(options: EndpointBalancerOptions = {}) {
     super();
     this.failureWait = durationOption('failureWait', options.failureWait, 5000);
+    this.idleTimeout = durationOption('idleTimeout', options.idleTimeout, 30000, 1);
+    this.tls = upstreamTlsOption(options.tls, 'tls');
+    this.tlsOptions = options.tls;
+    this.probeTimeout = durationOption('probeTimeout', options.probeTimeout, 2000, 1);
+    this.probeMaxInterval = durationOption('probeMaxInterval', options.probeMaxInterval, 30000, 1);
+    this.leaderRefreshInterval = durationOption('leaderRefreshInterval', options.leaderRefreshInterval, 30000, 1);
+    this.strategy = strategyOption(options.strategy);
+    if (options.leaderWrites !== undefined && typeof options.leaderWrites !== 'boolean') {
+      throw new InvalidOptionError('leaderWrites', `expected true or false, got ${describe(options.leaderWrites)}`);
+    }
+    this.leaderWrites = options.leaderWrites ?? true;
     this.signal = signalOption(options.signal);
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
     if (options.endpoints !== undefined) this.setEndpoints(options.endpoints);
     if (this.signal?.aborted) this.close();
   }
 
-  /** All endpoints, available or not. */
+  /** All endpoints, whatever their state. */
   get endpoints(): readonly Endpoint[] {
     return this.list;
   }
 
-  /** Endpoints not within their `failureWait`. */
+  /** Endpoints that are not down (up or degraded). */
   get available(): Endpoint[] {
     return this.list.filter((e) => e.available);
   }
 
+  /** The leader's endpoint, once learned (with `leaderWrites`). */
+  get leader(): Endpoint | undefined {
+    return this.leaderEndpoint;
+  }
+
   /**
    * Replaces the set of client URLs. Endpoints whose URL stays keep their
-   * state and connections; new ones start available; removed ones have their
-   * idle connections closed (requests in flight on them finish). The order
-   * is shuffled, as etcd's proxy does at each refresh, so that many proxies
-   * do not all pick the same member.
+   * state and connections; new ones start up; removed ones stop getting
+   * requests, and their pool closes when their last request ends. The list
+   * is shuffled, as etcd's proxy does, so that many proxies using
+   * `first-available` do not all pick the same member.
    */
   setEndpoints(urls: readonly string[]): void {
-    if (this.closed) return;
+    if (this.closer.signal.aborted) return;
     const byUrl = new Map(this.list.map((e) => [e.url, e]));
     const next: Endpoint[] = [];
     for (const raw of urls) {
@@ -152,12 +189,14 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
       if (next.some((e) => e.url === parsed.url)) continue;
       const existing = byUrl.get(parsed.url);
       byUrl.delete(parsed.url);
-      next.push(existing ?? new Endpoint(parsed.url));
+      next.push(existing ?? new Endpoint(parsed.url, this.idleTimeout, this.tlsOptions));
     }
     for (const gone of byUrl.values()) {
-      clearTimeout(this.upTimers.get(gone));
-      this.upTimers.delete(gone);
-      retire(gone);
+      this.stopProbing(gone);
+      gone.state = 'down';
+      gone.retired = true;
+      if (gone.inFlight === 0) gone.agent.destroy();
+      if (gone === this.leaderEndpoint) this.setLeader(undefined);
     }
     for (let i = next.length - 1; i > 0; i--) {
       const j = Math.floor(Math.random() * (i + 1));
@@ -165,17 +204,18 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
     }
     const changed = next.length !== this.list.length || next.some((e) => !this.list.includes(e));
     this.list = next;
-    this.cachedOrder = undefined;
+    this.invalidate();
     if (changed) {
       debug('endpoints %o', next.map((e) => e.url));
       this.emit('endpoints', next.map((e) => e.url));
+      if (this.leaderWrites) this.lookUpLeaderSoon(0);
     }
   }
 
   /**
-   * The endpoints in the order one request should try them: available ones
-   * first, then those within their `failureWait`, oldest failure first.
-   * Empty only when no endpoint is known. The array is shared: do not modify it.
+   * The endpoints in their base order: those not down in list order, then
+   * the down ones, oldest failure first. Empty only when no endpoint is known.
+   * The array is shared: do not modify it. Requests use {@link EndpointBalancer.plan}.
    */
   order(): readonly Endpoint[] {
     if (this.cachedOrder !== undefined) return this.cachedOrder;
@@ -186,43 +226,170 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
   }
 
   /**
+   * The endpoints one request should try, in order: the strategy's pick (the
+   * leader for a write), then the other usable endpoints, then the rest
+   * (down ones, oldest failure first) as a last resort. A degraded endpoint
+   * serves plain reads only, not writes nor `quorum=true` reads.
+   */
+  plan(method: string, url: string): readonly Endpoint[] {
+    const write = WRITE_METHODS.has(method);
+    const quorum = write || url.includes('quorum=true');
+    const sets = (this.cachedCandidates ??= {
+      all: this.list.filter((e) => e.state === 'up' || e.state === 'degraded'),
+      plain: this.list.filter((e) => e.state === 'up'),
+    });
+    const candidates = quorum ? sets.plain : sets.all;
+    if (candidates.length === 0) return this.order();
+    const leader = this.leaderEndpoint;
+    const first =
+      write && leader !== undefined && leader.state === 'up' ? leader : this.strategy.pick(candidates, { method, write } as PickContext);
+    const base = this.order();
+    if (base[0] === first && candidates.length === base.length) return base;
+    const out = [first];
+    for (const e of candidates) if (e !== first) out.push(e);
+    for (const e of base) if (!out.includes(e)) out.push(e);
+    return out;
+  }
+
+  /**
    * Records that `endpoint` failed (a member's failure, never a client's):
-   * it is skipped for `failureWait` ms and `endpointDown` is emitted.
+   * it gets no request until a probe after `failureWait` ms finds it healthy.
    */
   reportFailure(endpoint: Endpoint, reason: Error): void {
-    endpoint.failedAt = Date.now();
     endpoint.lastError = reason;
-    this.cachedOrder = undefined;
-    if (!endpoint.available || this.closed || !this.list.includes(endpoint)) return;
-    endpoint.available = false;
-    debug('marked endpoint %s unavailable: %s', endpoint.url, reason.message);
-    const timer = setTimeout(() => {
-      this.upTimers.delete(endpoint);
-      endpoint.available = true;
-      this.cachedOrder = undefined;
-      debug('marked endpoint %s available again', endpoint.url);
-      this.emit('endpointUp', endpoint);
-    }, this.failureWait);
-    timer.unref();
-    this.upTimers.set(endpoint, timer);
+    if (this.closer.signal.aborted || !this.list.includes(endpoint)) return;
+    endpoint.consecutiveFailures++;
+    endpoint.failedAt = Date.now();
+    this.invalidate();
+    if (endpoint === this.leaderEndpoint) this.lookUpLeaderSoon(0);
+    if (endpoint.state === 'down') return;
+    endpoint.state = 'down';
+    debug('marked endpoint %s down: %s', endpoint.url, reason.message);
+    this.scheduleProbe(endpoint, this.failureWait, Date.now());
     this.emit('endpointDown', endpoint, reason);
   }
 
-  /** Clears timers and closes every endpoint's connections, including open watches. Idempotent. */
+  /**
+   * Records that a down endpoint answered a request (tried as a last resort):
+   * that is evidence, so its health probe runs now instead of at its next turn.
+   */
+  reportAnswer(endpoint: Endpoint): void {
+    const probe = this.probes.get(endpoint);
+    if (endpoint.state !== 'down' || probe === undefined || probe.delay === 0) return;
+    clearTimeout(probe.timer);
+    this.scheduleProbe(endpoint, 0, probe.since);
+  }
+
+  /** Stops probes and leader look-ups and closes every endpoint's connections, including open watches. Idempotent. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.closer.signal.aborted) return;
+    this.closer.abort();
     this.signal?.removeEventListener('abort', this.onAbort);
-    for (const timer of this.upTimers.values()) clearTimeout(timer);
-    this.upTimers.clear();
+    for (const e of this.list) this.stopProbing(e);
+    clearTimeout(this.leaderTimer);
     for (const e of this.list) e.agent.destroy();
     this.cachedOrder = [];
+    this.cachedCandidates = { all: [], plain: [] };
     this.removeAllListeners();
+  }
+
+  private invalidate(): void {
+    this.cachedOrder = undefined;
+    this.cachedCandidates = undefined;
+  }
+
+  private stopProbing(endpoint: Endpoint): void {
+    const probe = this.probes.get(endpoint);
+    if (probe !== undefined) clearTimeout(probe.timer);
+    this.probes.delete(endpoint);
+  }
+
+  private scheduleProbe(endpoint: Endpoint, delay: number, since: number): void {
+    const count = this.probes.get(endpoint)?.count ?? 0;
+    const timer = setTimeout(() => void this.probe(endpoint), delay);
+    timer.unref();
+    this.probes.set(endpoint, { timer, delay, count, since });
+  }
+
+  /** `GET /health` on the endpoint: `true` readmits it, `false` makes it degraded, no answer keeps it down. */
+  private async probe(endpoint: Endpoint): Promise<void> {
+    const state = this.probes.get(endpoint);
+    if (state === undefined || this.closer.signal.aborted) return;
+    state.count++;
+    let health: string | undefined;
+    let detail: string;
+    try {
+      const res = await getJson(`${endpoint.url}/health`, {
+        dialTimeout: this.probeTimeout,
+        timeout: this.probeTimeout,
+        signal: this.closer.signal,
+        tls: this.tls,
+      });
+      health = (res.body as { health?: unknown } | undefined)?.health === 'true' ? 'true' : 'false';
+      detail = `GET /health answered ${res.status} ${res.text.trim()}`;
+    } catch (err) {
+      detail = `GET /health failed: ${(err as Error).message}`;
+    }
+    if (this.probes.get(endpoint) !== state || this.closer.signal.aborted) return; // retired or closed meanwhile
+    debug('probe %d of %s: %s', state.count, endpoint.url, detail);
+    if (health === 'true') {
+      this.probes.delete(endpoint);
+      endpoint.state = 'up';
+      endpoint.consecutiveFailures = 0;
+      this.invalidate();
+      debug('endpoint %s is back after %d ms', endpoint.url, Date.now() - state.since);
+      this.emit('endpointUp', endpoint, { outForMs: Date.now() - state.since, reason: endpoint.lastError, probes: state.count });
+      return;
+    }
+    if (health === 'false' && endpoint.state !== 'degraded') {
+      endpoint.state = 'degraded';
+      this.invalidate();
+      this.emit('endpointDegraded', endpoint, detail);
+    }
+    this.scheduleProbe(endpoint, Math.min(Math.max(state.delay, this.failureWait, 100) * 2, this.probeMaxInterval), state.since);
+  }
+
+  /** Sets which endpoint is the leader (by client URL). */
+  private setLeader(endpoint: Endpoint | undefined): void {
+    if (endpoint === this.leaderEndpoint) return;
+    if (this.leaderEndpoint !== undefined) this.leaderEndpoint.isLeader = false;
+    this.leaderEndpoint = endpoint;
+    if (endpoint !== undefined) endpoint.isLeader = true;
+    debug('leader %s', endpoint?.url ?? 'unknown');
+    this.emit('leader', endpoint?.url);
+  }
+
+  private lookUpLeaderSoon(delay: number): void {
+    if (!this.leaderWrites || this.closer.signal.aborted) return;
+    clearTimeout(this.leaderTimer);
+    this.leaderTimer = setTimeout(() => {
+      this.leaderLookup ??= this.lookUpLeader().finally(() => {
+        this.leaderLookup = undefined;
+        // No usable leader yet (an election in progress): look again soon.
+        const known = this.leaderEndpoint !== undefined && this.leaderEndpoint.state === 'up';
+        this.lookUpLeaderSoon(known ? this.leaderRefreshInterval : Math.min(1000, this.leaderRefreshInterval));
+      });
+    }, delay);
+    this.leaderTimer.unref();
+  }
+
+  /** Asks the usable endpoints, in turn, `GET /v2/members/leader` and matches its client URLs to an endpoint. */
+  private async lookUpLeader(): Promise<void> {
+    for (const e of this.list) {
+      if (e.state !== 'up' || this.closer.signal.aborted) continue;
+      try {
+        const res = await getJson(`${e.url}/v2/members/leader`, { dialTimeout: this.probeTimeout, timeout: this.probeTimeout, signal: this.closer.signal, tls: this.tls });
+        const urls = (res.body as { clientURLs?: unknown } | undefined)?.clientURLs;
+        if (res.status !== 200 || !Array.isArray(urls)) continue;
+        const normalized = new Set(urls.map((u) => (typeof u === 'string' ? parseHostPortUrl(u).url : undefined)));
+        if (this.closer.signal.aborted) return;
+        this.setLeader(this.list.find((x) => normalized.has(x.url)));
+        return;
+      } catch {
+        // try the next one
+      }
+    }
+    if (!this.closer.signal.aborted) this.setLeader(undefined);
   }
 }
 
-function retire(endpoint: Endpoint): void {
-  endpoint.available = false;
-  endpoint.retired = true;
-  if (endpoint.inFlight === 0) endpoint.agent.destroy();
-}

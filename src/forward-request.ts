@@ -1,9 +1,14 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import createDebug from 'debug';
-import type { Endpoint, EndpointBalancer } from './endpoint-balancer.js';
+import type { EventEmitter } from 'eventemitter3';
+import type { Endpoint } from './endpoint.js';
+import type { EndpointBalancer } from './endpoint-balancer.js';
 import { UpstreamError } from './errors.js';
 import { sendJsonError } from './json-error.js';
+import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
+import { isTlsHandshakeFailure } from './tls-options.js';
 
 const debug = createDebug('etcd-v2-proxy:forward');
 
@@ -27,11 +32,24 @@ export interface ForwardSettings {
   readonly writeTimeout: number;
   /** ms the upstream may stay silent once the request is written; 0 = no limit (etcd `--proxy-read-timeout`). */
   readonly readTimeout: number;
+  /** ms from the request written to the response headers; 0 = no limit. Watches get their headers at once. */
+  readonly responseTimeout: number;
+  /** `Via` entry this proxy adds, to recognise requests that loop back to it. */
+  readonly via: string;
   /** Upstream requests in flight, so that `close()` can abort them. */
   readonly inFlight: Set<ClientRequest>;
-  /** Set by the handler's `close()`: aborted requests then say nothing against their endpoint. */
-  closed: boolean;
+  /** The subset of `inFlight` that are long-poll watches (`wait=true`): a graceful stop aborts them at once. */
+  readonly watches: Set<ClientRequest>;
+  /** Where request outcomes are reported (the handler itself). */
+  readonly events: EventEmitter<V2ProxyHandlerEvents>;
+  /** Set when the handler stops (drain or close): requests it aborts say nothing against their endpoint. */
+  stopping: boolean;
+  /** The proxy's own CORS is configured: members' Access-Control-* headers are dropped (the handler sets the proxy's). */
+  readonly stripCors: boolean;
 }
+
+/** https sockets whose TLS handshake is over: a pooled one is reused ready. */
+const secured = new WeakSet<Socket>();
 
 // Hop-by-hop headers (RFC 9110 section 7.6.1) plus Expect, which this proxy
 // answers itself (node:http sends the 100 Continue) and so must not pass on.
@@ -62,17 +80,24 @@ export function forwardRequest(
   bodyLength: number,
   endpoints: readonly Endpoint[],
   settings: ForwardSettings,
+  arrived: number,
 ): void {
   const method = req.method ?? 'GET';
-  const headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, body === undefined ? -1 : bodyLength);
+  const { events } = settings;
+  const headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, body === undefined ? -1 : bodyLength, settings.via);
   const retryable = SAFE_METHODS.has(method);
+  const watch = req.url !== undefined && req.url.includes('wait=true');
   let clientGone = false;
   let current: ClientRequest | undefined;
+  let currentEndpoint: Endpoint | undefined;
 
   const onClientClose = (): void => {
     if (res.writableFinished) return;
     clientGone = true;
     current?.destroy();
+    if (events.listenerCount('clientAborted') > 0) {
+      events.emit('clientAborted', { method, url: req.url ?? '', endpoint: currentEndpoint?.url, durationMs: performance.now() - arrived });
+    }
   };
   res.once('close', onClientClose);
 
@@ -86,7 +111,9 @@ export function forwardRequest(
 
     const up = endpoint.request({ method, path: req.url, headers, setHost: false });
     current = up;
+    currentEndpoint = endpoint;
     settings.inFlight.add(up);
+    if (watch) settings.watches.add(up);
 
     const fail = (err: UpstreamError): void => {
       up.destroy(err);
@@ -96,11 +123,14 @@ export function forwardRequest(
       finished = true;
       clearTimeout(timer);
       settings.inFlight.delete(up);
+      if (watch) settings.watches.delete(up);
       endpoint.release();
     };
 
     up.once('socket', (socket: Socket) => {
-      if (!socket.connecting) {
+      // Over https nothing of the request is sent before the TLS handshake is done: that is when it counts as connected.
+      const tls = socket instanceof TLSSocket;
+      if (tls ? secured.has(socket) : !socket.connecting) {
         onConnected();
         return;
       }
@@ -108,18 +138,26 @@ export function forwardRequest(
         () => fail(new UpstreamError(endpoint.url, 'connect', `dial timeout after ${settings.dialTimeout} ms`, { timeout: true })),
         settings.dialTimeout,
       );
-      socket.once('connect', onConnected);
+      if (tls) {
+        socket.once('secureConnect', () => {
+          secured.add(socket);
+          onConnected();
+        });
+      } else socket.once('connect', onConnected);
     });
 
     function onConnected(): void {
       connected = true;
       clearTimeout(timer);
-      if (settings.writeTimeout > 0 && !up.writableFinished) {
-        timer = setTimeout(
-          () => fail(new UpstreamError(endpoint.url, 'request', `write timeout after ${settings.writeTimeout} ms`, { timeout: true })),
-          settings.writeTimeout,
-        );
-        up.once('finish', () => clearTimeout(timer));
+      if (up.writableFinished) onWritten();
+      else {
+        if (settings.writeTimeout > 0) {
+          timer = setTimeout(
+            () => fail(new UpstreamError(endpoint.url, 'request', `write timeout after ${settings.writeTimeout} ms`, { timeout: true })),
+            settings.writeTimeout,
+          );
+        }
+        up.once('finish', onWritten);
       }
       if (settings.readTimeout > 0) {
         up.setTimeout(settings.readTimeout, () =>
@@ -132,10 +170,38 @@ export function forwardRequest(
       }
     }
 
+    function onWritten(): void {
+      clearTimeout(timer);
+      // Written to a live connection: only a GET or HEAD may still be sent elsewhere.
+      if (!retryable) body = undefined;
+      if (settings.responseTimeout > 0 && !responded) {
+        timer = setTimeout(
+          () =>
+            fail(
+              new UpstreamError(endpoint.url, 'request', `no response headers within ${settings.responseTimeout} ms`, { timeout: true }),
+            ),
+          settings.responseTimeout,
+        );
+      }
+    }
+
     up.once('response', (upRes: IncomingMessage) => {
       responded = true;
+      clearTimeout(timer);
+      if (endpoint.state === 'down') settings.balancer.reportAnswer(endpoint);
       const status = upRes.statusCode ?? 502;
-      res.writeHead(status, upRes.statusMessage, downstreamResponseHeaders(upRes.rawHeaders));
+      if (events.listenerCount('forwarded') > 0) {
+        events.emit('forwarded', {
+          method,
+          url: req.url ?? '',
+          endpoint: endpoint.url,
+          status,
+          durationMs: performance.now() - arrived,
+          attempts: index + 1,
+          watch,
+        });
+      }
+      res.writeHead(status, upRes.statusMessage, downstreamResponseHeaders(upRes.rawHeaders, settings.stripCors));
       // A watch (`?wait=true`) answers with headers at once and the event much
       // later, without a Content-Length: pass the headers on now.
       if (upRes.headers['content-length'] === undefined) res.flushHeaders();
@@ -153,26 +219,32 @@ export function forwardRequest(
       if (failed) return;
       failed = true;
       done();
-      if (clientGone || settings.closed) {
+      if (clientGone || settings.stopping) {
         debug('%s %s to %s aborted: %s', method, req.url, endpoint.url, clientGone ? 'client went away' : 'proxy closing');
         if (!clientGone) res.destroy();
         return;
       }
-      const phase = !connected ? 'connect' : responded ? 'response' : 'request';
+      // A TLS alert from the member (it refused this proxy's certificate) comes before it read any request.
+      const phase = !connected || (!responded && isTlsHandshakeFailure(err)) ? 'connect' : responded ? 'response' : 'request';
       const failure =
-        err instanceof UpstreamError ? err : new UpstreamError(endpoint.url, phase, err.message, { cause: err });
+        err instanceof UpstreamError ? err : new UpstreamError(endpoint.url, phase, endpoint.describeFailure(err), { cause: err });
       settings.balancer.reportFailure(endpoint, failure);
       debug('%s %s to %s failed (%s): %s', method, req.url, endpoint.url, failure.phase, failure.message);
       if (res.headersSent) {
+        dropped('failed-response', 0, failure);
         res.destroy();
         return;
       }
       const mayRetry = failure.phase === 'connect' || (retryable && failure.phase === 'request');
       if (mayRetry && index + 1 < endpoints.length) {
+        if (events.listenerCount('retried') > 0) {
+          events.emit('retried', { method, url: req.url ?? '', from: endpoint.url, to: endpoints[index + 1]!.url, error: failure });
+        }
         attempt(index + 1);
         return;
       }
       if (!mayRetry) {
+        dropped(failure.timeout ? 'timeout' : 'failed-sending', failure.timeout ? 504 : 502, failure);
         sendJsonError(
           res,
           failure.timeout ? 504 : 502,
@@ -180,6 +252,7 @@ export function forwardRequest(
         );
         return;
       }
+      dropped('failed-sending', 502, failure);
       sendJsonError(res, 502, `httpproxy: unable to get response from ${index + 1} endpoint(s)`);
     }
 
@@ -189,6 +262,10 @@ export function forwardRequest(
     up.end();
   };
 
+  function dropped(reason: DropReason, status: number, error: UpstreamError): void {
+    if (events.listenerCount('dropped') > 0) events.emit('dropped', { method, url: req.url ?? '', reason, status, error });
+  }
+
   attempt(0);
 }
 
@@ -197,10 +274,16 @@ export function forwardRequest(
  * Connection header), with the client's address appended to X-Forwarded-For
  * and Content-Length set to the body read (`bodyLength` -1: no body).
  */
-export function upstreamRequestHeaders(raw: readonly string[], clientAddress: string | undefined, bodyLength: number): string[] {
+export function upstreamRequestHeaders(
+  raw: readonly string[],
+  clientAddress: string | undefined,
+  bodyLength: number,
+  via?: string,
+): string[] {
   const named = connectionTokens(raw);
   const out: string[] = [];
   let forwardedFor: string | undefined;
+  let viaChain: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
@@ -210,6 +293,10 @@ export function upstreamRequestHeaders(raw: readonly string[], clientAddress: st
       forwardedFor = forwardedFor === undefined ? raw[i + 1]! : `${forwardedFor}, ${raw[i + 1]!}`;
       continue;
     }
+    if (lower === 'via' && via !== undefined) {
+      viaChain = viaChain === undefined ? raw[i + 1]! : `${viaChain}, ${raw[i + 1]!}`;
+      continue;
+    }
     out.push(name, raw[i + 1]!);
   }
   if (clientAddress !== undefined) {
@@ -217,18 +304,23 @@ export function upstreamRequestHeaders(raw: readonly string[], clientAddress: st
   } else if (forwardedFor !== undefined) {
     out.push('X-Forwarded-For', forwardedFor);
   }
+  if (via !== undefined) out.push('Via', viaChain === undefined ? via : `${viaChain}, ${via}`);
   if (bodyLength >= 0) out.push('Content-Length', String(bodyLength));
   return out;
 }
 
-/** The member's response headers minus hop-by-hop ones. */
-export function downstreamResponseHeaders(raw: readonly string[]): string[] {
+/**
+ * The member's response headers minus hop-by-hop ones, and minus its
+ * Access-Control-* headers when `stripCors` (the proxy sends its own).
+ */
+export function downstreamResponseHeaders(raw: readonly string[], stripCors = false): string[] {
   const named = connectionTokens(raw);
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) continue;
+    if (stripCors && lower.startsWith('access-control-')) continue;
     out.push(name, raw[i + 1]!);
   }
   return out;

@@ -1,10 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import createDebug from 'debug';
+import { EventEmitter } from 'eventemitter3';
+import type { ClusterResolver } from './cluster-resolver.js';
+import { corsOption, isPreflight } from './cors.js';
+import type { CorsPolicy } from './cors.js';
 import type { EndpointBalancer } from './endpoint-balancer.js';
 import { InvalidOptionError } from './errors.js';
 import { forwardRequest } from './forward-request.js';
 import type { ForwardSettings } from './forward-request.js';
 import { sendJsonError } from './json-error.js';
+import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
 import { describe, durationOption, positiveIntegerOption, signalOption } from './validate-options.js';
 
 const debug = createDebug('etcd-v2-proxy:handler');
@@ -35,27 +41,98 @@ export interface V2ProxyHandlerOptions {
    */
   readTimeout?: number;
   /**
+   * ms from a request written to an endpoint to its response headers; 0 = no
+   * limit. etcd answers a watch's headers at once, so this applies to watches
+   * too, while a watch's body may wait forever. A GET or HEAD that hits it
+   * moves on to the next endpoint; a write gets 504. Default: 10000 (etcd's
+   * proxy has no such limit).
+   */
+  responseTimeout?: number;
+  /**
+   * Identifies this proxy in the `Via` header it adds upstream; a request that
+   * already carries it looped back and gets 508. Default: a random id.
+   */
+  proxyId?: string;
+  /**
    * Largest request body forwarded, in bytes; a larger one gets 413 and is not
    * forwarded. Default: 10 MiB, the most etcd's v2 API itself reads from a form.
    */
   maxBodyBytes?: number;
+  /**
+   * The proxy's own CORS, with etcd's meaning: `"*"` for any origin, or the
+   * allowed origins (`scheme://host[:port]`) as a comma-separated string or
+   * an array. When set, every response carries the proxy's CORS headers
+   * (each once: the members' Access-Control-* headers are dropped) and every
+   * OPTIONS request is answered 200 by the proxy, in readonly mode too.
+   * etcd flag: `--cors`. Default: not set: nothing is added and the
+   * members' own CORS headers pass through (etcd members allow `*` by default).
+   */
+  cors?: string | readonly string[];
+  /**
+   * Where {@link PROXY_READY_PATH} reads the membership's last refresh and
+   * staleness from (`createProxy` passes its resolver). Not needed to forward.
+   * Default: none (the readiness answer then says only whether an endpoint
+   * is available).
+   */
+  resolver?: MembershipView;
   /** Aborting it closes the handler, as {@link V2ProxyHandler.close} does. */
   signal?: AbortSignal;
 }
 
+/**
+ * What the readiness answer and the metrics read of the membership: a
+ * {@link ClusterResolver} has all of it.
+ * @public
+ */
+export type MembershipView = Pick<ClusterResolver, 'snapshot' | 'lastRefresh' | 'stale'>;
+
 /** The path etcd's proxy answers itself with the endpoints it uses. */
 const CONFIG_PATH = '/v2/config/local/proxy';
+
+/**
+ * The handler answers `GET` and `HEAD` on this path itself, without asking
+ * the cluster: 200 when an endpoint is available, 503 when none is (or the
+ * handler is closing), with a {@link ProxyReadiness} as JSON. For load
+ * balancers and orchestrators; `GET /health` still goes to the cluster, as
+ * with etcd's proxy. Not an etcd path: no etcd version serves `/proxy/`.
+ * @public
+ */
+export const PROXY_READY_PATH = '/proxy/ready';
+
+/**
+ * The body of {@link PROXY_READY_PATH}: what this proxy knows, from memory.
+ * @public
+ */
+export interface ProxyReadiness {
+  /** True when at least one endpoint is available and the handler is not closing. */
+  readonly ready: boolean;
+  /** Endpoints not marked down. */
+  readonly availableEndpoints: number;
+  /** Endpoints known, available or not. */
+  readonly endpoints: number;
+  /** Members in the latest member list; null without a resolver or before its first answer. */
+  readonly members: number | null;
+  /** When the member list was last fetched (ISO 8601); null without a resolver or before its first answer. */
+  readonly lastRefresh: string | null;
+  /** ms since `lastRefresh`; null when it is null. */
+  readonly lastRefreshAgeMs: number | null;
+  /** True while no peer answers `/members` (the last known members are used); null without a resolver. */
+  readonly stale: boolean | null;
+  /** True once the handler is draining or closed. */
+  readonly closing: boolean;
+}
 
 /**
  * The etcd v2 proxy as a plain `(req, res)` function: give {@link V2ProxyHandler.handle}
  * to `http.createServer`, mount it in Express (`app.use(handler.handle)`), or
  * call it from Koa with `ctx.respond = false`.
  *
- * It answers `GET /v2/config/local/proxy` itself and forwards everything else
- * to the cluster (see `forward-request.ts` for the retry policy).
+ * It answers `GET /v2/config/local/proxy` and {@link PROXY_READY_PATH}
+ * itself (and, with `cors`, every OPTIONS request) and forwards everything
+ * else to the cluster (see `forward-request.ts` for the retry policy).
  * @public
  */
-export class V2ProxyHandler {
+export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
   /** The mode requests are served in. */
   readonly mode: ProxyMode;
   /** Largest request body forwarded, in bytes. */
@@ -64,15 +141,19 @@ export class V2ProxyHandler {
   readonly handle: (req: IncomingMessage, res: ServerResponse) => void;
   private readonly balancer: EndpointBalancer;
   private readonly settings: ForwardSettings;
+  private readonly cors: CorsPolicy | undefined;
+  private readonly resolver: MembershipView | undefined;
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort = (): void => this.close();
+  private closed = false;
 
   constructor(options: V2ProxyHandlerOptions) {
+    super();
     if (options === null || typeof options !== 'object') {
       throw new InvalidOptionError('options', `expected an object with a balancer, got ${describe(options)}`);
     }
     const { balancer, mode = 'readwrite' } = options;
-    if (balancer === null || typeof balancer !== 'object' || typeof balancer.order !== 'function') {
+    if (balancer === null || typeof balancer !== 'object' || typeof balancer.plan !== 'function') {
       throw new InvalidOptionError('balancer', `expected an EndpointBalancer, got ${describe(balancer)}`);
     }
     if (mode !== 'readwrite' && mode !== 'readonly') {
@@ -80,14 +161,24 @@ export class V2ProxyHandler {
     }
     this.mode = mode;
     this.balancer = balancer;
+    this.cors = corsOption(options.cors);
+    if (options.resolver !== undefined && (options.resolver === null || typeof options.resolver !== 'object' || !('lastRefresh' in options.resolver))) {
+      throw new InvalidOptionError('resolver', `expected a ClusterResolver, got ${describe(options.resolver)}`);
+    }
+    this.resolver = options.resolver;
     this.maxBodyBytes = positiveIntegerOption('maxBodyBytes', options.maxBodyBytes, 10 * 1024 * 1024);
     this.settings = {
       balancer,
       dialTimeout: durationOption('dialTimeout', options.dialTimeout, 1000, 1),
       writeTimeout: durationOption('writeTimeout', options.writeTimeout, 5000),
       readTimeout: durationOption('readTimeout', options.readTimeout, 0),
+      responseTimeout: durationOption('responseTimeout', options.responseTimeout, 10000),
+      via: `1.1 etcd-v2-proxy-${proxyIdOption(options.proxyId)}`,
+      events: this,
       inFlight: new Set<ClientRequest>(),
-      closed: false,
+      watches: new Set<ClientRequest>(),
+      stopping: false,
+      stripCors: this.cors !== undefined,
     };
     this.signal = signalOption(options.signal);
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
@@ -101,50 +192,97 @@ export class V2ProxyHandler {
   }
 
   /**
+   * Graceful stop: later requests get 503 (and their connection is closed),
+   * open watches are aborted at once (a long poll has no end to wait for, and
+   * its client re-polls with its waitIndex without losing an event), other
+   * requests in flight may finish for up to `timeoutMs`, then whatever is
+   * left is aborted as by {@link V2ProxyHandler.close}.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.settings.stopping = true;
+    for (const watch of this.settings.watches) watch.destroy();
+    const deadline = Date.now() + timeoutMs;
+    while (this.settings.inFlight.size > 0 && Date.now() < deadline && !this.closed) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
+    }
+    this.close();
+  }
+
+  /**
    * Aborts every upstream request in flight (open watches included) and
    * answers later requests with 503. Does not own any listener: closing the
    * server is the caller's job (`createProxy()` does both). Idempotent.
    */
   close(): void {
-    if (this.settings.closed) return;
-    this.settings.closed = true;
+    if (this.closed) return;
+    this.closed = true;
+    this.settings.stopping = true;
     this.signal?.removeEventListener('abort', this.onAbort);
     for (const up of this.settings.inFlight) up.destroy();
     this.settings.inFlight.clear();
+    this.settings.watches.clear();
   }
 
   private serve(req: IncomingMessage, res: ServerResponse): void {
+    const arrived = performance.now();
     const url = req.url ?? '/';
+    if (this.listenerCount('request') > 0) this.emit('request', req.method ?? 'GET', url);
+    if (this.cors !== undefined) {
+      this.cors.apply(req, res);
+      // As etcd's CORS handler: every OPTIONS is answered here (readonly too), never forwarded.
+      if (req.method === 'OPTIONS') {
+        req.resume();
+        res.writeHead(200, { 'Content-Length': '0' });
+        res.end();
+        return;
+      }
+    }
     if (url.startsWith(CONFIG_PATH) && (url.length === CONFIG_PATH.length || url[CONFIG_PATH.length] === '?')) {
       this.serveConfig(req, res);
       return;
     }
+    if (url.startsWith(PROXY_READY_PATH) && (url.length === PROXY_READY_PATH.length || url[PROXY_READY_PATH.length] === '?')) {
+      this.serveReady(req, res);
+      return;
+    }
     const method = req.method ?? 'GET';
-    if (this.mode === 'readonly' && method !== 'GET' && method !== 'HEAD') {
+    // A CORS preflight changes nothing: a readonly proxy lets it through to the members.
+    if (this.mode === 'readonly' && method !== 'GET' && method !== 'HEAD' && !isPreflight(req)) {
+      this.dropped(method, url, 'readonly', 501);
       res.writeHead(501, { 'Content-Length': '0' });
       res.end();
       req.resume();
       return;
     }
-    if (this.settings.closed) {
-      sendJsonError(res, 503, 'httpproxy: proxy is shutting down');
+    if (this.settings.stopping) {
+      this.dropped(method, url, 'shutting-down', 503);
+      sendJsonError(res, 503, 'httpproxy: proxy is shutting down', { Connection: 'close' });
+      req.resume();
+      return;
+    }
+    const via = req.headers.via;
+    if (via !== undefined && via.includes(this.settings.via)) {
+      debug('loop: %s %s came back through this proxy (Via: %s)', method, url, via);
+      this.dropped(method, url, 'loop', 508);
+      sendJsonError(res, 508, `httpproxy: request loop detected: this request already passed through this proxy (Via: ${via})`);
       req.resume();
       return;
     }
     const length = req.headers['content-length'];
-    if (length === '0') this.forward(req, res, [], 0);
-    else if (length === undefined && req.headers['transfer-encoding'] === undefined) this.forward(req, res, undefined, 0);
-    else this.readBody(req, res);
+    if (length === '0') this.forward(req, res, [], 0, arrived);
+    else if (length === undefined && req.headers['transfer-encoding'] === undefined) this.forward(req, res, undefined, 0, arrived);
+    else this.readBody(req, res, arrived);
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse, body: Buffer[] | undefined, length: number): void {
-    const endpoints = this.balancer.order();
+  private forward(req: IncomingMessage, res: ServerResponse, body: Buffer[] | undefined, length: number, arrived: number): void {
+    const endpoints = this.balancer.plan(req.method ?? 'GET', req.url ?? '');
     if (endpoints.length === 0) {
       debug('zero endpoints currently available for %s %s', req.method, req.url);
+      this.dropped(req.method ?? 'GET', req.url ?? '', 'zero-endpoints', 503);
       sendJsonError(res, 503, 'httpproxy: zero endpoints currently available');
       return;
     }
-    forwardRequest(req, res, body, length, endpoints, this.settings);
+    forwardRequest(req, res, body, length, endpoints, this.settings, arrived);
   }
 
   /**
@@ -152,7 +290,7 @@ export class V2ProxyHandler {
    * request that could not reach any member can be sent to the next one. The
    * chunks are dropped with the request.
    */
-  private readBody(req: IncomingMessage, res: ServerResponse): void {
+  private readBody(req: IncomingMessage, res: ServerResponse, arrived: number): void {
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > this.maxBodyBytes) {
       this.refuseLargeBody(req, res);
@@ -170,16 +308,59 @@ export class V2ProxyHandler {
       }
       chunks.push(chunk);
     };
-    const onEnd = (): void => this.forward(req, res, chunks, length);
+    const onEnd = (): void => {
+      // From here on only the forwarder holds the chunks, and drops them once no retry can need them.
+      req.off('data', onData);
+      this.forward(req, res, chunks, length, arrived);
+    };
     req.on('data', onData);
     req.once('end', onEnd);
   }
 
   private refuseLargeBody(req: IncomingMessage, res: ServerResponse): void {
+    this.dropped(req.method ?? 'GET', req.url ?? '', 'body-too-large', 413);
     debug('refused %s %s: body over %d bytes', req.method, req.url, this.maxBodyBytes);
     // Close the connection after answering rather than reading the rest.
     sendJsonError(res, 413, `httpproxy: request body larger than ${this.maxBodyBytes} bytes`, { Connection: 'close' });
     res.once('finish', () => req.destroy());
+  }
+
+  private dropped(method: string, url: string, reason: DropReason, status: number): void {
+    if (this.listenerCount('dropped') > 0) this.emit('dropped', { method, url, reason, status });
+  }
+
+  /** What {@link PROXY_READY_PATH} answers: read from memory, the cluster is not asked. */
+  readiness(): ProxyReadiness {
+    const availableEndpoints = this.balancer.available.length;
+    const resolver = this.resolver;
+    const last = resolver?.lastRefresh;
+    return {
+      ready: availableEndpoints > 0 && !this.settings.stopping,
+      availableEndpoints,
+      endpoints: this.balancer.endpoints.length,
+      members: resolver?.snapshot?.members.length ?? null,
+      lastRefresh: last?.toISOString() ?? null,
+      lastRefreshAgeMs: last === undefined ? null : Date.now() - last.getTime(),
+      stale: resolver === undefined ? null : resolver.stale,
+      closing: this.settings.stopping,
+    };
+  }
+
+  private serveReady(req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('Method Not Allowed\n');
+      return;
+    }
+    const report = this.readiness();
+    const body = `${JSON.stringify(report)}\n`;
+    res.writeHead(report.ready ? 200 : 503, {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(body),
+      'Cache-Control': 'no-store',
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
   }
 
   private serveConfig(req: IncomingMessage, res: ServerResponse): void {
@@ -193,4 +374,12 @@ export class V2ProxyHandler {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
+}
+
+function proxyIdOption(value: unknown): string {
+  if (value === undefined) return randomBytes(6).toString('hex');
+  if (typeof value !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(value)) {
+    throw new InvalidOptionError('proxyId', `expected 1 to 64 letters, digits, ".", "_" or "-", got ${describe(value)}`);
+  }
+  return value;
 }

@@ -1,0 +1,102 @@
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { InvalidOptionError } from './errors.js';
+import { explainTlsFailure, tlsConnectOptions, upstreamTlsOption } from './tls-options.js';
+import type { UpstreamTls, UpstreamTlsOptions } from './tls-options.js';
+import { parseHostPortUrl } from './validate-options.js';
+
+/**
+ * Health of an endpoint as the balancer sees it:
+ * - `up`: gets requests.
+ * - `down`: failed; gets no request (unless every endpoint is down) until a
+ *   health probe says it is back.
+ * - `degraded`: answers, but its `/health` says `false` (no leader, an
+ *   alarm): it serves plain reads, not writes nor quorum reads.
+ * @public
+ */
+export type EndpointState = 'up' | 'down' | 'degraded';
+
+/**
+ * One upstream etcd client URL with its connection pool and health state.
+ * @public
+ */
+export class Endpoint {
+  /** The client URL, `scheme://host:port`. */
+  readonly url: string;
+  /** Host name or IP address to connect to. */
+  readonly hostname: string;
+  /** TCP port to connect to. */
+  readonly port: number;
+  /** Keep-alive connection pool for this endpoint. */
+  readonly agent: HttpAgent;
+  /** See {@link EndpointState}. */
+  state: EndpointState = 'up';
+  /** True when this member is the cluster's leader, as last learned. */
+  isLeader = false;
+  /** Failures in a row (reset when a probe readmits it). */
+  consecutiveFailures = 0;
+  /** `Date.now()` of the latest failure, 0 if it never failed. */
+  failedAt = 0;
+  /** The latest failure, if any. */
+  lastError: Error | undefined = undefined;
+  /** Requests currently sent to this endpoint and not finished. */
+  inFlight = 0;
+  /** True once the endpoint left the cluster; its pool closes when its last request ends. */
+  retired = false;
+  private readonly send: (options: RequestOptions, onResponse?: (res: IncomingMessage) => void) => ClientRequest;
+  private readonly tls: UpstreamTls | undefined;
+
+  /**
+   * @param url - an `http://host:port` or `https://host:port` client URL.
+   * @param idleTimeout - ms an idle pooled connection is kept. Default: 30000.
+   * @param tls - for an `https://` URL: client certificate and trusted CAs
+   *   (see {@link EndpointBalancerOptions.tls}). Default: none, Node's bundled CAs.
+   */
+  constructor(url: string, idleTimeout = 30000, tls?: UpstreamTlsOptions) {
+    const parsed = parseHostPortUrl(url);
+    if (parsed.error !== undefined) throw new InvalidOptionError('endpoints', parsed.error);
+    const u = new URL(parsed.url);
+    this.url = parsed.url;
+    this.hostname = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+    this.port = Number(u.port);
+    const secure = u.protocol === 'https:';
+    this.tls = secure ? upstreamTlsOption(tls, 'tls') : undefined;
+    // `timeout` closes pooled sockets left idle that long; a request in flight is never cut by it.
+    const agentOptions = { keepAlive: true, timeout: idleTimeout };
+    this.agent = secure ? new HttpsAgent({ ...agentOptions, ...tlsConnectOptions(this.tls) }) : new HttpAgent(agentOptions);
+    this.send = secure ? httpsRequest : httpRequest;
+  }
+
+  /**
+   * Starts an HTTP request to this endpoint through its pool. `options` gets
+   * this endpoint's host, port and agent.
+   */
+  request(options: RequestOptions): ClientRequest {
+    options.agent = this.agent;
+    options.hostname = this.hostname;
+    options.port = this.port;
+    this.inFlight++;
+    return this.send(options);
+  }
+
+  /**
+   * The message for a failed request to this endpoint: a TLS failure says
+   * which certificate was at fault (the member's from an untrusted CA or
+   * expired, this proxy's refused or missing); other errors keep theirs.
+   */
+  describeFailure(err: Error): string {
+    return this.tls === undefined ? err.message : explainTlsFailure(err, this.tls);
+  }
+
+  /** True unless the endpoint is `down`. */
+  get available(): boolean {
+    return this.state !== 'down';
+  }
+
+  /** Called once per {@link Endpoint.request} when that request is over, however it ended. */
+  release(): void {
+    this.inFlight--;
+    if (this.retired && this.inFlight === 0) setImmediate(() => this.agent.destroy());
+  }
+}

@@ -1,0 +1,100 @@
+import type { UpstreamError } from './errors.js';
+
+/**
+ * The events a {@link V2ProxyHandler} emits for each request's outcome.
+ * Payloads are built only when someone listens to that event.
+ */
+
+/**
+ * Why the proxy answered a request itself instead of with a member's answer.
+ * @public
+ */
+export type DropReason =
+  /** No endpoint is known (503). */
+  | 'zero-endpoints'
+  /** Every endpoint tried failed before a response (502), or a write failed after it may have reached etcd (502). */
+  | 'failed-sending'
+  /** A member's response was cut short after it had started (the client's response is cut too). */
+  | 'failed-response'
+  /** A write timed out after it may have reached etcd (504). */
+  | 'timeout'
+  /** A write to a readonly proxy (501). */
+  | 'readonly'
+  /** The body is over `maxBodyBytes` (413). */
+  | 'body-too-large'
+  /** The request came back through this proxy (508). */
+  | 'loop'
+  /** The proxy is closing (503). */
+  | 'shutting-down';
+
+/**
+ * A member's response headers are being passed to the client.
+ * @public
+ */
+export interface ForwardedEvent {
+  readonly method: string;
+  readonly url: string;
+  /** Client URL of the member that answered. */
+  readonly endpoint: string;
+  readonly status: number;
+  /** ms from the request's arrival to the member's response headers. */
+  readonly durationMs: number;
+  /** Endpoints tried, this one included. */
+  readonly attempts: number;
+  /** True for a long-poll watch (`wait=true`). */
+  readonly watch: boolean;
+}
+
+/**
+ * An attempt failed and the request moves on to another endpoint.
+ * @public
+ */
+export interface RetriedEvent {
+  readonly method: string;
+  readonly url: string;
+  /** The endpoint that failed. */
+  readonly from: string;
+  /** The endpoint tried next. */
+  readonly to: string;
+  readonly error: UpstreamError;
+}
+
+/**
+ * The proxy answered (or cut) the request itself.
+ * @public
+ */
+export interface DroppedEvent {
+  readonly method: string;
+  readonly url: string;
+  readonly reason: DropReason;
+  /** The status sent, 0 when the response had started and was cut. */
+  readonly status: number;
+  /** The member's failure, for `failed-sending`, `failed-response` and `timeout`. */
+  readonly error?: UpstreamError;
+}
+
+/**
+ * The client went away before its response was complete; the upstream request was aborted.
+ * @public
+ */
+export interface ClientAbortedEvent {
+  readonly method: string;
+  readonly url: string;
+  /** The endpoint the request was on, if it had been sent. */
+  readonly endpoint: string | undefined;
+  /** ms from the request's arrival to the client leaving. */
+  readonly durationMs: number;
+}
+
+/**
+ * Events of {@link V2ProxyHandler}: one outcome per request, plus `retried` per failed attempt.
+ * @public
+ */
+export interface V2ProxyHandlerEvents {
+  /** A request arrived (before any check). */
+  request: (method: string, url: string) => void;
+  forwarded: (event: ForwardedEvent) => void;
+  retried: (event: RetriedEvent) => void;
+  dropped: (event: DroppedEvent) => void;
+  clientAborted: (event: ClientAbortedEvent) => void;
+}

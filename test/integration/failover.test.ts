@@ -1,0 +1,98 @@
+/**
+ * Failover that never duplicates a write, timeouts with etcd's flag
+ * meanings, and client-side errors that never count against a member.
+ * All faults are made on real etcd members (SIGSTOP, SIGKILL, restart).
+ */
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { after, describe, test } from 'node:test';
+import { startEtcd } from '../../examples/local-etcd.js';
+import type { Endpoint } from '../../src/index.js';
+import { cleanup, cluster, eventually, form, http, member, onCleanup, proxy, skipWithoutEtcd, tempDir } from './harness.js';
+import type { LocalEtcd } from './harness.js';
+
+/** The member whose client URL the proxy tries first. */
+function firstChoice(p: { balancer: { order(): readonly Endpoint[] } }, members: LocalEtcd[]): LocalEtcd {
+  const url = p.balancer.order()[0]!.url;
+  return members.find((m) => m.clientUrl === url)!;
+}
+
+describe('failover and timeouts against real members', { skip: skipWithoutEtcd }, () => {
+  after(cleanup);
+
+  test('a SIGSTOPped member: a GET moves on to another member, a POST gets 504 and is never sent twice', async () => {
+    const members = await cluster(3);
+    // first-available (etcd's behaviour) makes the member a GET goes to predictable.
+    const p = await proxy({ initialCluster: members.map((m) => `${m.name}=${m.peerUrl}`).join(','), dataDir: await tempDir(), responseTimeout: 1000, strategy: 'first-available' });
+    assert.equal((await http(`${p.url}/v2/keys/stop?value=1`, { method: 'PUT' })).status, 201);
+    const stopped = firstChoice(p, members);
+    const downs: string[] = [];
+    p.balancer.on('endpointDown', (e) => downs.push(e.url));
+    stopped.signal('SIGSTOP');
+    onCleanup(() => stopped.signal('SIGCONT'));
+    try {
+      const started = Date.now();
+      const get = await http(`${p.url}/v2/keys/stop`);
+      assert.equal(get.status, 200, get.body);
+      assert.ok(Date.now() - started < 3000, `GET took ${Date.now() - started} ms`);
+      assert.deepEqual(downs, [stopped.clientUrl]);
+
+      // Now send a POST to the stopped member on purpose: it is first again once every other choice is gone.
+      const stoppedEndpoint = p.balancer.endpoints.find((e) => e.url === stopped.clientUrl)!;
+      p.balancer.setEndpoints([stopped.clientUrl]);
+      assert.equal(p.balancer.order()[0], stoppedEndpoint);
+      const post = await http(`${p.url}/v2/keys/queue-stop`, { method: 'POST', body: form({ value: 'once' }) });
+      assert.equal(post.status, 504, post.body);
+      assert.match((post.json() as { message: string }).message, /may have reached etcd.*not re-sent to another endpoint/);
+    } finally {
+      stopped.signal('SIGCONT');
+    }
+    // The POST reached the stopped member's socket: after SIGCONT it is applied there, exactly once.
+    const other = members.find((m) => m !== stopped)!;
+    await eventually(async () => (await http(`${other.clientUrl}/v2/keys/queue-stop`)).status === 200, 10000, 'the POST to be applied');
+    await new Promise((r) => setTimeout(r, 500));
+    const queue = (await http(`${other.clientUrl}/v2/keys/queue-stop`)).json() as { node: { nodes?: unknown[] } };
+    assert.equal(queue.node.nodes?.length, 1);
+  });
+
+  test('every endpoint marked failed: the proxy still tries them, so a restarted member serves at once (etcd-io/etcd#6430)', async () => {
+    const m = await member();
+    const p = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir(), failureWait: 60000 });
+    await m.stop();
+    const down = await http(`${p.url}/v2/keys/x`);
+    assert.equal(down.status, 502);
+    assert.equal(p.balancer.available.length, 0);
+    const again = await startEtcd({ name: m.name, clientPort: m.clientPort, peerPort: m.peerPort, dataDir: await tempDir() });
+    onCleanup(() => again.stop());
+    const back = Date.now();
+    // failureWait is 60 s: etcd's proxy would answer 503 for a minute here.
+    const res = await http(`${p.url}/v2/keys/x?value=1`, { method: 'PUT' });
+    assert.equal(res.status, 201, res.body);
+    assert.ok(Date.now() - back < 2000);
+  });
+
+  test('a client that resets mid-body or goes away is not held against the member', async () => {
+    const m = await member();
+    const p = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir() });
+    const downs: string[] = [];
+    p.balancer.on('endpointDown', (e) => downs.push(e.url));
+    const { port } = new URL(p.url);
+    for (let i = 0; i < 20; i++) {
+      await new Promise<void>((resolve) => {
+        const s = connect(Number(port), '127.0.0.1', () => {
+          s.write(`PUT /v2/keys/half HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nvalue=abc`);
+          setTimeout(() => {
+            s.resetAndDestroy();
+            resolve();
+          }, 20);
+        });
+        s.on('error', () => resolve());
+      });
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(downs, []);
+    assert.equal((await http(`${m.clientUrl}/v2/keys/half`)).status, 404, 'an unfinished body must not be forwarded');
+    assert.equal(p.handler.inFlight, 0);
+    assert.equal(p.balancer.available.length, 1);
+  });
+});

@@ -188,8 +188,16 @@ export function forwardRequest(
     up.once('response', (upRes: IncomingMessage) => {
       responded = true;
       clearTimeout(timer);
-      if (endpoint.state === 'down') settings.balancer.reportAnswer(endpoint);
       const status = upRes.statusCode ?? 502;
+      // A member that is stopping or lost its leader answers a read with 5xx
+      // ("server stopped", "request timed out"): a GET or HEAD may still go
+      // to another member, as nothing has reached the client yet.
+      if (retryable && status >= 500 && status <= 504 && index + 1 < endpoints.length) {
+        upRes.resume();
+        onError(new UpstreamError(endpoint.url, 'request', `answered ${status}`));
+        return;
+      }
+      if (endpoint.state === 'down') settings.balancer.reportAnswer(endpoint);
       if (events.listenerCount('forwarded') > 0) {
         events.emit('forwarded', {
           method,

@@ -22,7 +22,9 @@ export interface ParsedFlags {
 }
 
 interface FlagSpec {
-  group: 'Member' | 'Clustering' | 'Proxy';
+  group: 'Member' | 'Clustering' | 'Proxy' | 'Security';
+  /** A Go bool flag: `--flag`, `--flag=true` or `--flag=false`; it takes no separate value. */
+  boolean?: true;
   value: string;
   default: string;
   help: string;
@@ -34,12 +36,26 @@ export const FLAGS: Record<string, FlagSpec> = {
   'data-dir': { group: 'Member', value: 'path', default: '${name}.etcd', help: 'Where the proxy keeps the cluster file (proxy/cluster).' },
   'listen-client-urls': { group: 'Member', value: 'urls', default: 'http://localhost:2379', help: 'Comma-separated URLs to serve v2 clients on.' },
   'initial-cluster': { group: 'Clustering', value: 'name=url,...', default: 'default=http://localhost:2380', help: "The cluster's members, as their peer URLs. A cluster file in the data dir wins." },
+  'discovery': { group: 'Clustering', value: 'url', default: '', help: "Discovery URL (etcd's v2 discovery protocol) to learn the cluster from, instead of --initial-cluster." },
+  'discovery-proxy': { group: 'Clustering', value: 'url', default: '', help: 'HTTP proxy for the discovery traffic.' },
+  'discovery-srv': { group: 'Clustering', value: 'domain', default: '', help: 'Domain whose DNS SRV records (_etcd-server-ssl._tcp, _etcd-server._tcp) list the peers.' },
+  'discovery-srv-name': { group: 'Clustering', value: 'name', default: '', help: 'Suffix of the SRV names: _etcd-server-<name>._tcp.<domain>.' },
   'proxy': { group: 'Proxy', value: 'on|readonly', default: 'on', help: "'on' forwards everything; 'readonly' forwards GET and HEAD and answers other methods with 501." },
   'proxy-failure-wait': { group: 'Proxy', value: 'ms', default: '5000', help: 'Time an endpoint is skipped after a failure.' },
   'proxy-refresh-interval': { group: 'Proxy', value: 'ms', default: '30000', help: 'Time between membership refreshes.' },
   'proxy-dial-timeout': { group: 'Proxy', value: 'ms', default: '1000', help: 'Time allowed to connect to an endpoint.' },
   'proxy-write-timeout': { group: 'Proxy', value: 'ms', default: '5000', help: 'Time allowed to write a request to an endpoint (0 = no limit).' },
   'proxy-read-timeout': { group: 'Proxy', value: 'ms', default: '0', help: 'Time an endpoint may stay silent after a request (0 = no limit, for watches).' },
+  'cert-file': { group: 'Security', value: 'path', default: '', help: 'PEM certificate of the https:// listeners; also shown to members on https:// client URLs.' },
+  'key-file': { group: 'Security', value: 'path', default: '', help: 'PEM key of --cert-file.' },
+  'client-cert-auth': { group: 'Security', value: 'bool', default: 'false', boolean: true, help: 'Refuse https clients without a certificate signed by --trusted-ca-file, at the handshake.' },
+  'trusted-ca-file': { group: 'Security', value: 'path', default: '', help: "CA of the clients' certificates (turns on --client-cert-auth, as in etcd) and of the members' client URLs." },
+  'peer-cert-file': { group: 'Security', value: 'path', default: '', help: 'PEM client certificate for https:// peer URLs (/members), and client URLs when --cert-file is not set.' },
+  'peer-key-file': { group: 'Security', value: 'path', default: '', help: 'PEM key of --peer-cert-file.' },
+  'peer-trusted-ca-file': { group: 'Security', value: 'path', default: '', help: "CA of the peers' certificates." },
+  'peer-client-cert-auth': { group: 'Security', value: 'bool', default: 'false', boolean: true, help: 'Accepted for etcd command lines and ignored: a proxy has no peer listener.' },
+  'insecure-skip-tls-verify': { group: 'Security', value: 'bool', default: 'false', boolean: true, help: "Do not verify the cluster's certificates (tests only: anyone on the path can read and change the traffic)." },
+  'cors': { group: 'Security', value: 'origins', default: '', help: "Comma-separated origins allowed by CORS, or '*'. Unset: the members' own CORS headers pass through (etcd's default is '*')." },
 };
 
 const BOOLEAN = new Set(['help', 'h', 'version']);
@@ -71,12 +87,15 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
       else help = true;
       continue;
     }
-    if (!(flag in FLAGS)) {
-      const hint = flag === 'discovery' || flag === 'discovery-srv' ? ' (not supported yet: use --initial-cluster)' : '';
-      throw new FlagError(`unknown flag --${flag}${hint} (see --help)`);
-    }
+    if (!(flag in FLAGS)) throw new FlagError(`unknown flag --${flag} (see --help)`);
     let value: string;
-    if (eq !== -1) value = body.slice(eq + 1);
+    if (FLAGS[flag]!.boolean === true) {
+      // Go's bool flags: --flag alone is true; a value needs "=" (strconv.ParseBool's spellings).
+      const raw = eq === -1 ? 'true' : body.slice(eq + 1);
+      if (/^(1|t|T|TRUE|true|True)$/.test(raw)) value = 'true';
+      else if (/^(0|f|F|FALSE|false|False)$/.test(raw)) value = 'false';
+      else throw new FlagError(`--${flag}: "${raw}" is not true or false`);
+    } else if (eq !== -1) value = body.slice(eq + 1);
     else {
       const next = argv[i + 1];
       if (next === undefined || (next.startsWith('-') && next.length > 1) || TYPOGRAPHIC.test(next)) {
@@ -97,16 +116,34 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
   }
   if (proxyFlag !== 'on' && proxyFlag !== 'readonly') throw new FlagError(`--proxy must be on or readonly, got "${proxyFlag}"`);
 
-  const initialCluster = values.get('initial-cluster') ?? 'default=http://localhost:2380';
-  try {
-    parseInitialCluster(initialCluster);
-  } catch (err) {
-    throw new FlagError(`--initial-cluster: ${(err as Error).message.replace(/^invalid initialCluster:? ?/, '')}`);
+  // As etcd: exactly one way to find the cluster; the default --initial-cluster
+  // only applies when neither discovery flag is given.
+  const bootstrapFlags = ['initial-cluster', 'discovery', 'discovery-srv'].filter((f) => values.has(f));
+  if (bootstrapFlags.length > 1) {
+    throw new FlagError(`${bootstrapFlags.map((f) => `--${f}`).join(' and ')} are both given: choose one of --initial-cluster, --discovery or --discovery-srv`);
+  }
+  for (const f of ['discovery', 'discovery-proxy', 'discovery-srv', 'discovery-srv-name']) {
+    if (values.get(f) === '') throw new FlagError(`--${f} must not be empty`);
+  }
+  if (values.has('discovery-proxy') && !values.has('discovery')) throw new FlagError('--discovery-proxy needs --discovery');
+  if (values.has('discovery-srv-name') && !values.has('discovery-srv')) throw new FlagError('--discovery-srv-name needs --discovery-srv');
+  const discovering = values.has('discovery') || values.has('discovery-srv');
+  const initialCluster = discovering ? undefined : (values.get('initial-cluster') ?? 'default=http://localhost:2380');
+  if (initialCluster !== undefined) {
+    try {
+      parseInitialCluster(initialCluster);
+    } catch (err) {
+      throw new FlagError(`--initial-cluster: ${(err as Error).message.replace(/^invalid initialCluster:? ?/, '')}`);
+    }
   }
   const listenClientUrls = (values.get('listen-client-urls') ?? 'http://localhost:2379').split(',').map((s) => s.trim());
   if (listenClientUrls.some((u) => u === '')) throw new FlagError('--listen-client-urls has an empty entry');
   const dataDir = values.get('data-dir') ?? `${name}.etcd`;
   if (dataDir === '') throw new FlagError('--data-dir must not be empty');
+  for (const f of ['cert-file', 'key-file', 'trusted-ca-file', 'peer-cert-file', 'peer-key-file', 'peer-trusted-ca-file', 'cors']) {
+    if (values.get(f) === '') throw new FlagError(`--${f} must not be empty`);
+  }
+  if (values.get('peer-client-cert-auth') === 'true') warnings.push('warning: --peer-client-cert-auth is ignored: a proxy has no peer listener');
 
   return {
     help,
@@ -116,15 +153,32 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
     options: {
       mode: proxyFlag === 'readonly' ? 'readonly' : 'readwrite',
       listenClientUrls,
-      initialCluster,
+      ...(initialCluster === undefined ? {} : { initialCluster }),
+      ...optional('discovery', values.get('discovery')),
+      ...optional('discoveryProxy', values.get('discovery-proxy')),
+      ...optional('discoverySrv', values.get('discovery-srv')),
+      ...optional('discoverySrvName', values.get('discovery-srv-name')),
       dataDir,
       failureWait: ms(values, 'proxy-failure-wait', 1),
       refreshInterval: ms(values, 'proxy-refresh-interval', 1),
       dialTimeout: ms(values, 'proxy-dial-timeout', 1),
       writeTimeout: ms(values, 'proxy-write-timeout', 0),
       readTimeout: ms(values, 'proxy-read-timeout', 0),
+      ...optional('certFile', values.get('cert-file')),
+      ...optional('keyFile', values.get('key-file')),
+      ...optional('trustedCaFile', values.get('trusted-ca-file')),
+      ...(values.has('client-cert-auth') ? { clientCertAuth: values.get('client-cert-auth') === 'true' } : {}),
+      ...optional('peerCertFile', values.get('peer-cert-file')),
+      ...optional('peerKeyFile', values.get('peer-key-file')),
+      ...optional('peerTrustedCaFile', values.get('peer-trusted-ca-file')),
+      ...(values.has('insecure-skip-tls-verify') ? { insecureSkipVerify: values.get('insecure-skip-tls-verify') === 'true' } : {}),
+      ...optional('cors', values.get('cors')),
     },
   };
+}
+
+function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
 }
 
 function ms(values: Map<string, string>, flag: string, min: number): number {
@@ -145,11 +199,11 @@ export function helpText(program: string): string {
     'An etcd v2 API proxy: a stand-in for `etcd --proxy on|readonly` (etcd 2.x-3.4).',
     'Flags are etcd\'s own: --flag value, --flag=value or -flag value. Durations are in ms.',
   ];
-  for (const group of ['Member', 'Clustering', 'Proxy'] as const) {
+  for (const group of ['Member', 'Clustering', 'Proxy', 'Security'] as const) {
     lines.push('', `${group}:`);
     for (const [flag, spec] of Object.entries(FLAGS)) {
       if (spec.group !== group) continue;
-      lines.push(`  --${flag} <${spec.value}>`, `      ${spec.help} default: '${spec.default}'`);
+      lines.push(spec.boolean === true ? `  --${flag}` : `  --${flag} <${spec.value}>`, `      ${spec.help} default: '${spec.default}'`);
     }
   }
   lines.push('', 'Other:', '  --help, -h', '      Print this text.', '  --version', '      Print the version.', '');

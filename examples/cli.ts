@@ -8,7 +8,7 @@
  * bad command line. Logs etcd-style lines on stderr.
  */
 import { readFileSync } from 'node:fs';
-import { createProxy, EtcdProxyError, InvalidOptionError } from '../src/index.js';
+import { createProxy, EtcdProxyError, InvalidOptionError, srvServiceNames } from '../src/index.js';
 import type { EtcdV2Proxy } from '../src/index.js';
 import { FlagError, helpText, parseFlags } from './cli-flags.js';
 import type { ParsedFlags } from './cli-flags.js';
@@ -30,12 +30,25 @@ const quoted = (urls: readonly string[]): string => `[${urls.map((u) => JSON.str
 const FLAG_OF: Record<string, string> = {
   listenClientUrls: '--listen-client-urls',
   initialCluster: '--initial-cluster',
+  discovery: '--discovery',
+  discoveryProxy: '--discovery-proxy',
+  discoverySrv: '--discovery-srv',
+  discoverySrvName: '--discovery-srv-name',
   dataDir: '--data-dir',
   failureWait: '--proxy-failure-wait',
   refreshInterval: '--proxy-refresh-interval',
   dialTimeout: '--proxy-dial-timeout',
   writeTimeout: '--proxy-write-timeout',
   readTimeout: '--proxy-read-timeout',
+  certFile: '--cert-file',
+  keyFile: '--key-file',
+  trustedCaFile: '--trusted-ca-file',
+  clientCertAuth: '--client-cert-auth',
+  peerCertFile: '--peer-cert-file',
+  peerKeyFile: '--peer-key-file',
+  peerTrustedCaFile: '--peer-trusted-ca-file',
+  insecureSkipVerify: '--insecure-skip-tls-verify',
+  cors: '--cors',
 };
 
 function fail(code: 1 | 2, message: string): never {
@@ -62,9 +75,20 @@ async function main(argv: readonly string[]): Promise<void> {
     return;
   }
 
+  // Nothing is printed before createProxy: a bad option must stay a one-line error.
+  const { discovery, discoveryProxy, discoverySrv, discoverySrvName } = flags.options;
   let proxy: EtcdV2Proxy;
   try {
-    proxy = await createProxy(flags.options);
+    proxy = await createProxy({
+      ...flags.options,
+      listeners: {
+        warning: (message) => log('W', message),
+        discoveryRetry: (r) => log('W', `discovery: ${r.step}: ${r.error.message}; retrying in ${r.delay} ms (attempt ${r.attempt})`),
+        discoveryWaiting: (p) => log('N', `discovery: found ${p.registered.length} peer(s), waiting for ${p.missing} more`),
+        // etcd logs the same as "embed: rejected connection from ...".
+        tlsClientError: (e) => log('W', `rejected connection from "${e.remoteAddress ?? 'unknown'}" (${e.message})`),
+      },
+    });
   } catch (err) {
     if (err instanceof InvalidOptionError) {
       const flag = FLAG_OF[err.option.replace(/\[\d+\]$/, '')];
@@ -75,13 +99,24 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 
   log('N', 'this proxy supports v2 API only!');
-  const source = proxy.peerUrlsSource === 'cluster-file' ? ` from cluster file "${proxy.clusterFile}"` : '';
+  if (proxy.peerUrlsSource === 'discovery' && discoveryProxy !== undefined) log('I', `discovery went through proxy "${discoveryProxy}"`);
+  const srvNames = discoverySrv === undefined ? undefined : srvServiceNames(discoverySrv, discoverySrvName);
+  const source = {
+    'cluster-file': ` from cluster file "${proxy.clusterFile}"`,
+    'initial-cluster': '',
+    'discovery': ` from discovery URL ${discovery}`,
+    'discovery-srv': ` from DNS SRV records ${srvNames?.https} and ${srvNames?.http}`,
+  }[proxy.peerUrlsSource];
   log('I', `using peer urls ${list(proxy.bootstrapPeerUrls)}${source}`);
   log('I', `endpoints found ${quoted(proxy.balancer.endpoints.map((e) => e.url))}`);
   proxy.resolver.on('members', (now, before) => {
     if (before !== undefined) log('N', `members changed: client urls ${list(before.clientUrls)} -> ${list(now.clientUrls)}`);
   });
   proxy.resolver.on('error', (err) => log('W', `membership refresh failed, keeping the last known endpoints: ${err.message}`));
+  proxy.resolver.on('stale', (_err, last) =>
+    log('W', `membership is stale: no peer answers /members; forwarding to the last known client urls ${list(last?.clientUrls ?? [])}, asking every second`),
+  );
+  proxy.resolver.on('fresh', (now) => log('N', `membership is fresh again: client urls ${list(now.clientUrls)}`));
   proxy.balancer.on('endpointDown', (e, reason) => log('W', `marked endpoint ${e.url} unavailable (${reason.message})`));
   proxy.balancer.on('endpointUp', (e) => log('I', `marked endpoint ${e.url} available, to retest connectivity`));
   proxy.on('clusterFileWritten', (path, peers) => log('N', `updated peer urls in cluster file "${path}" to ${list(peers)}`));

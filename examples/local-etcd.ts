@@ -23,10 +23,22 @@ export interface LocalEtcdOptions {
   initialClusterState?: 'new' | 'existing';
   /** `--initial-cluster-token`: the same for every member of one cluster. Default: `t-<name>`. */
   initialClusterToken?: string;
+  /**
+   * `--discovery`: bootstrap from this discovery URL instead of
+   * `--initial-cluster` (then neither `--initial-cluster`,
+   * `--initial-cluster-state` nor `--initial-cluster-token` is passed).
+   */
+  discovery?: string;
   /** Client URL advertised to the cluster; default: the one it listens on. */
   advertiseClientUrl?: string;
   /** More etcd flags. */
   extraArgs?: readonly string[];
+  /**
+   * `https` serves the client and peer URLs over TLS: give the TLS flags
+   * (`--cert-file`...) in `extraArgs`, and `waitHealthy: false` (the health
+   * wait here speaks plain HTTP). Default: `http`.
+   */
+  scheme?: 'http' | 'https';
   /** Wait until the member answers `/health` with `"true"`. Default: true. */
   waitHealthy?: boolean;
 }
@@ -77,8 +89,9 @@ export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEt
   const name = options.name ?? `m${clientPort}`;
   const ownDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), `etcd-${name}-`)));
-  const clientUrl = `http://127.0.0.1:${clientPort}`;
-  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const scheme = options.scheme ?? 'http';
+  const clientUrl = `${scheme}://127.0.0.1:${clientPort}`;
+  const peerUrl = `${scheme}://127.0.0.1:${peerPort}`;
   const args = [
     '--name', name,
     '--enable-v2',
@@ -87,9 +100,13 @@ export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEt
     '--advertise-client-urls', options.advertiseClientUrl ?? clientUrl,
     '--listen-peer-urls', peerUrl,
     '--initial-advertise-peer-urls', peerUrl,
-    '--initial-cluster', options.initialCluster ?? `${name}=${peerUrl}`,
-    '--initial-cluster-state', options.initialClusterState ?? 'new',
-    '--initial-cluster-token', options.initialClusterToken ?? `t-${name}`,
+    ...(options.discovery !== undefined
+      ? ['--discovery', options.discovery]
+      : [
+          '--initial-cluster', options.initialCluster ?? `${name}=${peerUrl}`,
+          '--initial-cluster-state', options.initialClusterState ?? 'new',
+          '--initial-cluster-token', options.initialClusterToken ?? `t-${name}`,
+        ]),
     ...(options.extraArgs ?? []),
   ];
   const child = spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });

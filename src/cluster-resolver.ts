@@ -1,9 +1,12 @@
+import type { LookupFunction } from 'node:net';
 import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
 import pRetry from 'p-retry';
 import { ClusterUnreachableError, EtcdProxyError, InvalidOptionError } from './errors.js';
 import { getJson } from './get-json.js';
 import { initialClusterPeerUrls } from './initial-cluster.js';
+import { upstreamTlsOption } from './tls-options.js';
+import type { UpstreamTls, UpstreamTlsOptions } from './tls-options.js';
 import { describe, durationOption, parseHostPortUrl, signalOption } from './validate-options.js';
 
 const debug = createDebug('etcd-v2-proxy:resolver');
@@ -63,6 +66,18 @@ export interface ClusterResolverOptions {
   startTimeout?: number;
   /** Aborting it closes the resolver and cuts a pending `start()` short. */
   signal?: AbortSignal;
+  /**
+   * Resolves peer host names, e.g. {@link createDnsLookup} for names only
+   * some DNS servers know. Not an etcd flag. Default: the system's `dns.lookup`.
+   */
+  lookup?: LookupFunction;
+  /**
+   * TLS for `https://` peer URLs: the client certificate shown to peers that
+   * require one and the CA their certificates must chain to. etcd flags:
+   * `--peer-cert-file`, `--peer-key-file`, `--peer-trusted-ca-file`.
+   * Default: no client certificate, Node's bundled CAs, verification on.
+   */
+  tls?: UpstreamTlsOptions;
 }
 
 /**
@@ -74,15 +89,26 @@ export interface ClusterResolverEvents {
   members: (snapshot: ClusterSnapshot, previous: ClusterSnapshot | undefined) => void;
   /** A periodic refresh failed; the last known members are kept. */
   error: (error: ClusterUnreachableError) => void;
+  /**
+   * No known peer answered `/members`: the members (and the client URLs
+   * requests go to) are the last known ones, and refreshes now come every
+   * second. Emitted once when refreshes start failing, after `error`.
+   */
+  stale: (error: ClusterUnreachableError, lastKnown: ClusterSnapshot | undefined) => void;
+  /** A peer answered again after `stale`; emitted after `members` when the list changed meanwhile. */
+  fresh: (snapshot: ClusterSnapshot) => void;
 }
 
 /**
  * Learns the cluster's members by asking its peers (`GET <peerURL>/members`,
  * etcd's peer API), trying each known peer in turn, and keeps the list fresh.
+ * Members added or removed at run time (`etcdctl member add/remove`) show up
+ * at the next refresh; the peers asked follow the members' own peer URLs, so
+ * the configured ones may all be gone later.
  *
  * A refresh that fails keeps the last known members (etcd's proxy drops every
- * endpoint then and answers 503 until a refresh succeeds) and is retried
- * every second until a peer answers again.
+ * endpoint then and answers 503 until a refresh succeeds), emits `stale`, and
+ * is retried every second until a peer answers again (then `fresh`).
  * @public
  */
 export class ClusterResolver extends EventEmitter<ClusterResolverEvents> {
@@ -92,6 +118,8 @@ export class ClusterResolver extends EventEmitter<ClusterResolverEvents> {
   private readonly requestTimeout: number;
   private readonly startTimeout: number;
   private readonly signal: AbortSignal | undefined;
+  private readonly lookup: LookupFunction | undefined;
+  private readonly tls: UpstreamTls | undefined;
   private readonly closer = new AbortController();
   private readonly onAbort = (): void => this.close();
   private known: ClusterSnapshot | undefined;
@@ -123,6 +151,11 @@ export class ClusterResolver extends EventEmitter<ClusterResolverEvents> {
     this.dialTimeout = durationOption('dialTimeout', options.dialTimeout, 1000, 1);
     this.requestTimeout = durationOption('requestTimeout', options.requestTimeout, 5000, 1);
     this.startTimeout = durationOption('startTimeout', options.startTimeout, 15000, 1);
+    if (options.lookup !== undefined && typeof options.lookup !== 'function') {
+      throw new InvalidOptionError('lookup', `expected a dns.lookup-like function, got ${describe(options.lookup)}`);
+    }
+    this.lookup = options.lookup;
+    this.tls = upstreamTlsOption(options.tls, 'tls');
     this.signal = signalOption(options.signal);
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
     if (this.signal?.aborted) this.close();
@@ -202,8 +235,14 @@ export class ClusterResolver extends EventEmitter<ClusterResolverEvents> {
       try {
         const members = await this.fetchMembers(peer, signal);
         this.refreshedAt = new Date();
+        const wasStale = this.failing;
         this.failing = false;
-        return this.update(members);
+        const changed = this.update(members);
+        if (wasStale) {
+          debug('membership fresh again from %s', peer);
+          this.emit('fresh', this.known!);
+        }
+        return changed;
       } catch (err) {
         failures.push(`${peer}: ${messageOf(err)}`);
       }
@@ -230,9 +269,11 @@ export class ClusterResolver extends EventEmitter<ClusterResolverEvents> {
         () => this.schedule(),
         (err: ClusterUnreachableError) => {
           if (this.closer.signal.aborted) return;
+          const wasFresh = !this.failing;
           this.failing = true;
           debug('refresh failed, keeping %d known client URL(s): %s', this.clientUrls.length, err.message);
           this.emit('error', err);
+          if (wasFresh && !this.closer.signal.aborted) this.emit('stale', err, this.known);
           this.schedule();
         },
       );
@@ -245,6 +286,8 @@ export class ClusterResolver extends EventEmitter<ClusterResolverEvents> {
       dialTimeout: this.dialTimeout,
       timeout: this.requestTimeout,
       signal,
+      lookup: this.lookup,
+      tls: this.tls,
     });
     if (res.status !== 200) throw new Error(`GET /members answered ${res.status}`);
     // Member IDs are 64-bit: read them as strings, not as lossy JS numbers.

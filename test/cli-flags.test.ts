@@ -28,6 +28,22 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     assert.deepEqual(f.warnings, []);
   });
 
+  test('--discovery and --discovery-proxy; the default --initial-cluster no longer applies', () => {
+    const f = parseFlags(['--discovery', 'http://127.0.0.1:2379/v2/keys/discovery/t', '--discovery-proxy=127.0.0.1:3128']);
+    assert.equal(f.options.discovery, 'http://127.0.0.1:2379/v2/keys/discovery/t');
+    assert.equal(f.options.discoveryProxy, '127.0.0.1:3128');
+    assert.equal(f.options.initialCluster, undefined);
+    assert.equal(f.options.discoverySrv, undefined);
+  });
+
+  test('--discovery-srv and --discovery-srv-name', () => {
+    const f = parseFlags(['--discovery-srv', 'example.com', '-discovery-srv-name', 'blue']);
+    assert.equal(f.options.discoverySrv, 'example.com');
+    assert.equal(f.options.discoverySrvName, 'blue');
+    assert.equal(f.options.initialCluster, undefined);
+    assert.equal('discovery' in f.options, false);
+  });
+
   test('a comma list of listen URLs', () => {
     const f = parseFlags(['--listen-client-urls', 'http://127.0.0.1:1,http://127.0.0.1:2']);
     assert.deepEqual(f.options.listenClientUrls, ['http://127.0.0.1:1', 'http://127.0.0.1:2']);
@@ -37,7 +53,12 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     [['--proxy', 'off'], /^--proxy off means running an etcd member/],
     [['--proxy', 'maybe'], /^--proxy must be on or readonly, got "maybe"$/],
     [['--bogus', '1'], /^unknown flag --bogus/],
-    [['--discovery', 'http://x'], /^unknown flag --discovery \(not supported yet/],
+    [['--discovery', 'http://x/d', '--initial-cluster', 'a=http://127.0.0.1:2380'], /^--initial-cluster and --discovery are both given: choose one of --initial-cluster, --discovery or --discovery-srv$/],
+    [['--discovery', 'http://x/d', '--discovery-srv', 'example.com'], /^--discovery and --discovery-srv are both given/],
+    [['--discovery-srv-name', 'blue'], /^--discovery-srv-name needs --discovery-srv$/],
+    [['--discovery-proxy', 'http://127.0.0.1:3128'], /^--discovery-proxy needs --discovery$/],
+    [['--discovery='], /^--discovery must not be empty$/],
+    [['--discovery-srv'], /^--discovery-srv needs a value \(domain\)$/],
     [['--proxy-dial-timeout', 'abc'], /^--proxy-dial-timeout: "abc" is not a whole number of milliseconds$/],
     [['--proxy-failure-wait=1.5'], /^--proxy-failure-wait: "1.5" is not a whole number/],
     [['--proxy-dial-timeout', '0'], /^--proxy-dial-timeout: must be at least 1 ms, got 0$/],
@@ -62,6 +83,9 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     for (const group of ['Member:', 'Clustering:', 'Proxy:']) assert.ok(text.includes(group), group);
     assert.match(text, /--proxy-failure-wait <ms>\n.*default: '5000'/);
     assert.match(text, /--listen-client-urls <urls>\n.*default: 'http:\/\/localhost:2379'/);
+    for (const flag of ['discovery <url>', 'discovery-proxy <url>', 'discovery-srv <domain>', 'discovery-srv-name <name>']) {
+      assert.match(text, new RegExp(`Clustering:[^]*--${flag}\n[^]*Proxy:`));
+    }
     assert.ok(text.indexOf('Member:') < text.indexOf('Clustering:') && text.indexOf('Clustering:') < text.indexOf('Proxy:'));
   });
 });

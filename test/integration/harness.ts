@@ -5,20 +5,23 @@
  * `cleanup()` (register it with `after`).
  *
  * When `etcd` is not installed the suites are skipped with a reason, except
- * under CI=true, where a missing etcd fails the run.
+ * under CI=true, where a missing etcd fails the run. The same goes for
+ * dnsmasq (`skipWithoutDnsmasq`, `dnsmasq()`), which the DNS SRV suite runs
+ * on a free loopback port with its own records.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { Resolver } from 'node:dns/promises';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { etcdInstalled, startCluster, startEtcd } from '../../examples/local-etcd.js';
+import { etcdInstalled, freePort, startCluster, startEtcd } from '../../examples/local-etcd.js';
 import type { LocalEtcd, LocalEtcdOptions } from '../../examples/local-etcd.js';
 import { createProxy } from '../../src/index.js';
 import type { CreateProxyOptions, EtcdV2Proxy } from '../../src/index.js';
 
-export { freePort } from '../../examples/local-etcd.js';
+export { freePort };
 export type { LocalEtcd } from '../../examples/local-etcd.js';
 
 const installed = etcdInstalled();
@@ -137,4 +140,127 @@ export async function eventually(check: () => Promise<boolean> | boolean, timeou
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+// --- dnsmasq: a real DNS server on a loopback port, for the DNS SRV suites ---
+
+/** The dnsmasq binary (Debian's dnsmasq-base puts it in /usr/sbin, often not on a user's PATH). */
+const dnsmasqBin = ['dnsmasq', '/usr/sbin/dnsmasq'].find((bin) => spawnSync(bin, ['--version'], { stdio: 'ignore' }).status === 0);
+
+/**
+ * `skip` option for the DNS SRV suites: a reason when etcd or dnsmasq is
+ * missing. Under CI=true a missing dnsmasq is never skipped: `dnsmasq()`
+ * then throws, so the suite fails.
+ */
+export const skipWithoutDnsmasq: false | string =
+  skipWithoutEtcd !== false
+    ? skipWithoutEtcd
+    : dnsmasqBin !== undefined || process.env.CI === 'true'
+      ? false
+      : 'dnsmasq is not installed (apt-get install dnsmasq-base)';
+
+/** What the test's dnsmasq serves. */
+export interface DnsRecords {
+  /** SRV records: `name` like `_etcd-server._tcp.example.test`. */
+  srv?: ReadonlyArray<{ name: string; target: string; port: number; priority?: number; weight?: number }>;
+  /** A records (`--host-record`). */
+  hosts?: ReadonlyArray<{ name: string; address: string }>;
+  /** Domains answered locally (NXDOMAIN for unknown names) instead of "refused". */
+  localDomains?: readonly string[];
+}
+
+export interface Dnsmasq {
+  /** `127.0.0.1:<port>`, for `dnsServers`. */
+  readonly server: string;
+  readonly port: number;
+  readonly pid: number;
+  log(): string;
+  /** SIGTERM to this dnsmasq's PID (SIGKILL after 5 s). Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts dnsmasq in the foreground on a free 127.0.0.1 port with only the
+ * given records (no config file, no /etc/hosts, no upstream servers, no pid
+ * file), waits until it answers, and registers its stop with `cleanup()`.
+ */
+export async function dnsmasq(records: DnsRecords): Promise<Dnsmasq> {
+  if (dnsmasqBin === undefined) {
+    throw new Error('dnsmasq is not installed and CI=true: the DNS SRV suites must run (apt-get install dnsmasq-base)');
+  }
+  const args = [
+    '--keep-in-foreground',
+    '--conf-file=/dev/null',
+    '--pid-file=',
+    '--listen-address=127.0.0.1',
+    '--bind-interfaces',
+    '--no-resolv',
+    '--no-hosts',
+    '--no-poll',
+    '--log-facility=-',
+    ...(records.localDomains ?? []).map((d) => `--local=/${d}/`),
+    ...(records.hosts ?? []).map((h) => `--host-record=${h.name},${h.address}`),
+    ...(records.srv ?? []).map((r) => `--srv-host=${r.name},${r.target},${r.port},${r.priority ?? 0},${r.weight ?? 0}`),
+  ];
+  let lastError = '';
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePortForDns();
+    const child = spawn(dnsmasqBin, [...args, `--port=${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (b: Buffer) => (output += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (output += b.toString()));
+    const exited = new Promise<void>((done) => child.once('exit', () => done()));
+    let gone = false;
+    void exited.then(() => (gone = true));
+    let stopping: Promise<void> | undefined;
+    const stop = (): Promise<void> =>
+      (stopping ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+          process.kill(child.pid, 'SIGTERM');
+          const kill = setTimeout(() => {
+            if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+          }, 5000);
+          await exited;
+          clearTimeout(kill);
+        }
+      })());
+    const server = `127.0.0.1:${port}`;
+    const probe = new Resolver({ timeout: 200, tries: 1 });
+    probe.setServers([server]);
+    const deadline = Date.now() + 5000;
+    let ready = false;
+    while (!gone && Date.now() < deadline) {
+      try {
+        await probe.resolve4('probe.invalid');
+        ready = true;
+      } catch (err) {
+        // Any DNS answer (NXDOMAIN, REFUSED) means it is listening.
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ECONNREFUSED' && code !== 'ETIMEOUT') ready = true;
+      }
+      if (ready) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (ready && !gone) {
+      cleanups.push(stop);
+      return { server, port, pid: child.pid!, log: () => output, stop };
+    }
+    await stop();
+    lastError = output;
+  }
+  throw new Error(`dnsmasq did not start:\n${lastError}`);
+}
+
+/** A port free for both TCP and UDP on 127.0.0.1 a moment ago. */
+async function freePortForDns(): Promise<number> {
+  const { createSocket } = await import('node:dgram');
+  for (;;) {
+    const port = await freePort();
+    const udpFree = await new Promise<boolean>((done) => {
+      const sock = createSocket('udp4');
+      sock.once('error', () => done(false));
+      sock.bind(port, '127.0.0.1', () => sock.close(() => done(true)));
+    });
+    if (udpFree) return port;
+  }
 }

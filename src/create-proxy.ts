@@ -1,18 +1,29 @@
 import { createServer } from 'node:http';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Registry, RegistryContentType } from 'prom-client';
+import { networkInterfaces } from 'node:os';
 import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
-import { clusterFilePath, readClusterFile, writeClusterFile } from './cluster-file.js';
+import { bootstrapPeers, planBootstrap } from './bootstrap-peers.js';
+import type { PeerUrlsSource } from './bootstrap-peers.js';
+import { clusterFilePath, writeClusterFile } from './cluster-file.js';
 import { ClusterResolver } from './cluster-resolver.js';
 import type { ClusterSnapshot } from './cluster-resolver.js';
+import type { DiscoveryProgress, DiscoveryRetry } from './discovery.js';
+import type { BalancerStrategy, StrategyName } from './balancer-strategy.js';
 import { EndpointBalancer } from './endpoint-balancer.js';
 import { InvalidOptionError } from './errors.js';
-import { initialClusterPeerUrls } from './initial-cluster.js';
-import { describe, signalOption } from './validate-options.js';
+import { describe, durationOption, signalOption } from './validate-options.js';
 import { refuseV3Clients } from './v3-client-refusal.js';
+import { METRICS_PATH, ProxyMetrics } from './proxy-metrics.js';
+import { explainTlsClientError, hasClientCertificate, listenerTlsOption, upstreamTlsOption } from './tls-options.js';
+import type { ListenerTls, UpstreamTlsOptions } from './tls-options.js';
 import { V2ProxyHandler } from './v2-proxy-handler.js';
-import type { ProxyMode } from './v2-proxy-handler.js';
+import type { MembershipView, ProxyMode } from './v2-proxy-handler.js';
 
 const debug = createDebug('etcd-v2-proxy:proxy');
 
@@ -24,17 +35,55 @@ export interface CreateProxyOptions {
   /** etcd flag: `--proxy on` (`readwrite`) or `--proxy readonly`. Default: `readwrite`. */
   mode?: ProxyMode;
   /**
-   * URLs to serve clients on, `http://host:port` (port 0 picks a free port;
-   * see {@link EtcdV2Proxy.addresses}). etcd flag: `--listen-client-urls`.
+   * URLs to serve clients on, `http://host:port` or `https://host:port`
+   * (https needs `certFile` and `keyFile`; port 0 picks a free port; see
+   * {@link EtcdV2Proxy.addresses}). etcd flag: `--listen-client-urls`.
    * Default: `['http://localhost:2379']`.
    */
   listenClientUrls?: readonly string[];
   /**
    * The cluster to proxy, `name=peerURL[,name=peerURL...]`. etcd flag:
-   * `--initial-cluster`. Required unless `dataDir` holds a cluster file,
-   * which is then used instead, as etcd does.
+   * `--initial-cluster`. Give exactly one of `initialCluster`, `discovery`
+   * and `discoverySrv` (two at once is an {@link InvalidOptionError} naming
+   * both); a cluster file in `dataDir` wins over all three, as etcd does.
+   * Default: none.
    */
   initialCluster?: string;
+  /**
+   * A discovery URL to learn the cluster from, with etcd's v2 discovery
+   * protocol (see {@link discoverCluster}), e.g.
+   * `http://host:2379/v2/keys/discovery/<token>`. etcd flag: `--discovery`.
+   * Default: none.
+   */
+  discovery?: string;
+  /** `http://host:port` proxy for the discovery traffic. etcd flag: `--discovery-proxy`. Default: none. */
+  discoveryProxy?: string;
+  /**
+   * Bound on discovery (`discovery` or `discoverySrv`), retries and the wait
+   * for members to register included; 0 waits forever, as etcd does. Not an
+   * etcd flag. Default: 300000 (5 min).
+   */
+  discoveryTimeout?: number;
+  /**
+   * A domain whose DNS SRV records list the peers (see {@link discoverSrv}):
+   * `_etcd-server-ssl._tcp.<domain>` (https) and `_etcd-server._tcp.<domain>`
+   * (http). etcd flag: `--discovery-srv`. Default: none.
+   */
+  discoverySrv?: string;
+  /** SRV service name suffix: `_etcd-server-<name>._tcp...`. etcd flag: `--discovery-srv-name`. Default: none. */
+  discoverySrvName?: string;
+  /**
+   * DNS servers (`ip` or `ip:port`) for `discoverySrv` and for the peers'
+   * host names (see {@link createDnsLookup}). Not an etcd flag. Default: the
+   * system's resolver.
+   */
+  dnsServers?: readonly string[];
+  /**
+   * Listeners attached before anything starts, so that events emitted while
+   * `createProxy` is still pending (discovery retries, warnings, the first
+   * cluster file write) are seen too. Default: none.
+   */
+  listeners?: Partial<EtcdV2ProxyEvents>;
   /**
    * Where the learned peer URLs are persisted, as `<dataDir>/proxy/cluster`
    * in etcd's own format. etcd flag: `--data-dir`. Default: none (nothing is
@@ -51,12 +100,110 @@ export interface CreateProxyOptions {
   writeTimeout?: number;
   /** etcd flag: `--proxy-read-timeout`. Default: 0 (none). */
   readTimeout?: number;
+  /** See {@link EndpointBalancerOptions.strategy}. Default: `least-in-flight`. */
+  strategy?: StrategyName | BalancerStrategy;
+  /** See {@link EndpointBalancerOptions.leaderWrites}. Default: true. */
+  leaderWrites?: boolean;
+  /** See {@link EndpointBalancerOptions.idleTimeout}. Default: 30000. */
+  idleTimeout?: number;
+  /** See {@link V2ProxyHandlerOptions.responseTimeout}. Default: 10000. */
+  responseTimeout?: number;
   /** See {@link V2ProxyHandlerOptions.maxBodyBytes}. Default: 10 MiB. */
   maxBodyBytes?: number;
+  /**
+   * ms a client may take to send its request headers; a client that trickles
+   * them is disconnected. Default: 10000.
+   */
+  clientHeadersTimeout?: number;
+  /**
+   * ms a client may take to send its whole request, body included; after it
+   * the request gets 408 and nothing is forwarded. Default: 30000.
+   */
+  clientRequestTimeout?: number;
+  /**
+   * ms `close()` lets requests in flight finish before aborting what is left,
+   * open watches included. Default: 5000.
+   */
+  shutdownTimeout?: number;
   /** See {@link ClusterResolverOptions.startTimeout}: how long `createProxy` waits for the cluster. Default: 15000. */
   startTimeout?: number;
+  /**
+   * PEM certificate of the `https://` listeners. As with etcd's proxy, it is
+   * also the client certificate shown to members on `https://` client URLs
+   * (so it needs clientAuth as well as serverAuth in its extended key usage
+   * when members ask for client certificates). etcd flag: `--cert-file`.
+   * Default: none.
+   */
+  certFile?: string;
+  /** PEM private key of `certFile`. etcd flag: `--key-file`. Default: none. */
+  keyFile?: string;
+  /**
+   * PEM CA bundle: clients of the `https://` listeners must show a
+   * certificate signed by it (as etcd does, setting it turns on
+   * `clientCertAuth`), and members on `https://` client URLs must too.
+   * etcd flag: `--trusted-ca-file`. Default: none (no client certificate
+   * asked; members verified against Node's bundled CAs).
+   */
+  trustedCaFile?: string;
+  /**
+   * Refuse, at the TLS handshake, clients of the `https://` listeners
+   * without a valid certificate signed by `trustedCaFile` (required with it).
+   * The `tlsClientError` event says why each was refused. Needs an https://
+   * listen URL. etcd flag: `--client-cert-auth`. Default: false.
+   */
+  clientCertAuth?: boolean;
+  /**
+   * PEM client certificate for `https://` peer URLs (`GET /members`), and
+   * for forwarding to `https://` client URLs when `certFile` and `keyFile`
+   * are not set, as etcd's proxy falls back. etcd flag: `--peer-cert-file`.
+   * Default: none.
+   */
+  peerCertFile?: string;
+  /** PEM private key of `peerCertFile`. etcd flag: `--peer-key-file`. Default: none. */
+  peerKeyFile?: string;
+  /**
+   * PEM CA bundle the peers' certificates must chain to (and the members'
+   * client URLs', when the `--peer-*` settings are used for forwarding).
+   * etcd flag: `--peer-trusted-ca-file`. Default: Node's bundled CAs.
+   */
+  peerTrustedCaFile?: string;
+  /**
+   * Do not verify the members' and peers' certificates: anyone on the path
+   * can read and change the traffic. For tests and first setups only. Not an
+   * etcd member flag (etcdctl's `--insecure-skip-tls-verify`; the CLI takes
+   * that name). Default: false: certificates and host names are verified.
+   */
+  insecureSkipVerify?: boolean;
+  /** See {@link V2ProxyHandlerOptions.cors}. etcd flag: `--cors`. Default: not set (members' CORS headers pass through). */
+  cors?: string | readonly string[];
+  /**
+   * The prom-client registry for the metrics served on `GET /metrics` (see
+   * {@link ProxyMetrics}); pass yours to add your own metrics or Node's
+   * default ones. Default: a new registry with the proxy's metrics only.
+   */
+  metricsRegistry?: Registry<RegistryContentType>;
   /** Aborting it closes the proxy. */
   signal?: AbortSignal;
+}
+
+/**
+ * A client's TLS connection to an `https://` listener failed, e.g. refused
+ * by `clientCertAuth`. Nothing was read from it.
+ * @public
+ */
+export interface TlsClientErrorEvent {
+  /** The client's address, when known. */
+  readonly remoteAddress: string | undefined;
+  /**
+   * The certificate verification code (`CERT_HAS_EXPIRED`,
+   * `UNABLE_TO_VERIFY_LEAF_SIGNATURE`...) or the error's code
+   * (`ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE`, `ECONNRESET`...).
+   */
+  readonly code: string;
+  /** What was wrong, e.g. "missing client certificate: ..." or "the client's certificate has expired". */
+  readonly message: string;
+  /** The error node:tls reported. */
+  readonly error: Error;
 }
 
 /**
@@ -81,6 +228,18 @@ export interface EtcdV2ProxyEvents {
   clusterFileWritten: (path: string, peerUrls: readonly string[]) => void;
   /** Writing the cluster file failed; the proxy keeps serving. */
   clusterFileError: (error: Error) => void;
+  /**
+   * Something is misconfigured but the proxy goes on (e.g. a member advertises
+   * this proxy's own address, or `discovery`/`discoverySrv` are ignored
+   * because the data dir has a cluster file: said once, naming the file).
+   */
+  warning: (message: string) => void;
+  /** An attempt to reach the discovery service failed and will be retried after `retry.delay` ms. */
+  discoveryRetry: (retry: DiscoveryRetry) => void;
+  /** Fewer than the cluster size have registered with the discovery service; waiting for `progress.missing` more. */
+  discoveryWaiting: (progress: DiscoveryProgress) => void;
+  /** A client's TLS handshake with an `https://` listener failed (no, expired or untrusted client certificate...). */
+  tlsClientError: (event: TlsClientErrorEvent) => void;
 }
 
 /**
@@ -91,8 +250,8 @@ export interface EtcdV2Proxy extends EventEmitter<EtcdV2ProxyEvents> {
   /** The bound listen addresses, in the order of `listenClientUrls`. */
   readonly addresses: readonly ProxyAddress[];
   /** Where the first peer URLs came from. */
-  readonly peerUrlsSource: 'cluster-file' | 'initial-cluster';
-  /** The peer URLs first asked for the members (from the cluster file or `initialCluster`). */
+  readonly peerUrlsSource: PeerUrlsSource;
+  /** The peer URLs first asked for the members (from the cluster file, `initialCluster`, `discovery` or `discoverySrv`). */
   readonly bootstrapPeerUrls: readonly string[];
   /** The cluster file path, when a `dataDir` was given. */
   readonly clusterFile: string | undefined;
@@ -102,25 +261,30 @@ export interface EtcdV2Proxy extends EventEmitter<EtcdV2ProxyEvents> {
   readonly balancer: EndpointBalancer;
   /** The `(req, res)` handler the listeners serve. */
   readonly handler: V2ProxyHandler;
-  /** The node:http servers, one per listen URL. */
-  readonly servers: readonly Server[];
+  /** The metrics served on `GET /metrics` (see {@link METRICS_PATH}). */
+  readonly metrics: ProxyMetrics;
+  /** The node:http (or node:https, for https:// URLs) servers, one per listen URL. */
+  readonly servers: readonly (Server | HttpsServer)[];
   /**
-   * Stops listening, aborts requests in flight (open watches included), stops
-   * refreshing, waits for a pending cluster file write and resolves when all
-   * of it is done. Idempotent.
+   * Stops listening and refreshing, aborts open watches at once, lets other
+   * requests in flight finish for up to `shutdownTimeout` ms and aborts what
+   * is left, waits for a pending cluster file write, and resolves when all of
+   * it is done. Idempotent.
    */
   close(): Promise<void>;
 }
 
 /**
  * Starts an etcd v2 proxy: learns the cluster (from the data dir's cluster
- * file if there is one, else from `initialCluster`), listens on every listen
+ * file if there is one, else from `initialCluster`, `discovery` or
+ * `discoverySrv`), listens on every listen
  * URL and persists the peer URLs it learns. Resolves once the cluster
  * answered and every listener is bound.
  *
  * @throws {@link InvalidOptionError} or {@link InitialClusterError} for bad options,
  *   {@link ClusterFileError} for an unreadable cluster file (left untouched),
- *   {@link ClusterUnreachableError} when no peer answers within `startTimeout`.
+ *   {@link ClusterUnreachableError} when no peer answers within `startTimeout`,
+ *   {@link DiscoveryError} or {@link SrvDiscoveryError} when discovery gave no cluster.
  * @public
  */
 export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Proxy> {
@@ -132,44 +296,97 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
   if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir === '')) {
     throw new InvalidOptionError('dataDir', `expected a directory path, got ${describe(options.dataDir)}`);
   }
-  // Validate initialCluster even when a cluster file will win: a typo should not wait for the day the file is gone.
-  const initialPeers = options.initialCluster === undefined ? undefined : initialClusterPeerUrls(options.initialCluster);
-  const fromFile = options.dataDir === undefined ? undefined : await readClusterFile(options.dataDir);
-  const peerUrls = fromFile ?? initialPeers;
-  if (peerUrls === undefined) {
-    throw new InvalidOptionError(
-      'initialCluster',
-      options.dataDir === undefined
-        ? 'required: name=peerURL[,name=peerURL...]'
-        : `required: ${clusterFilePath(options.dataDir)} does not exist yet, so give name=peerURL[,name=peerURL...]`,
-    );
-  }
-  if (fromFile !== undefined) debug('using peer URLs %o from cluster file %s', fromFile, clusterFilePath(options.dataDir!));
+  const bootstrap = planBootstrap(options);
+  const listeners = listenersOption(options.listeners);
+  const tls = tlsSettings(options, listen);
+  // The resolver is made once the first peer URLs are known; readiness and metrics read it through this.
+  let resolverRef: ClusterResolver | undefined;
+  const membership: MembershipView = {
+    get snapshot() {
+      return resolverRef?.snapshot;
+    },
+    get lastRefresh() {
+      return resolverRef?.lastRefresh;
+    },
+    get stale() {
+      return resolverRef?.stale ?? false;
+    },
+  };
 
-  const balancer = new EndpointBalancer({ failureWait: options.failureWait });
+  // Checked before discovery, which may take minutes, as the resolver will check them.
+  durationOption('refreshInterval', options.refreshInterval, 30000, 1);
+  durationOption('dialTimeout', options.dialTimeout, 1000, 1);
+  durationOption('startTimeout', options.startTimeout, 15000, 1);
+  const balancer = new EndpointBalancer({
+    failureWait: options.failureWait,
+    idleTimeout: options.idleTimeout,
+    strategy: options.strategy,
+    leaderWrites: options.leaderWrites,
+    leaderRefreshInterval: options.refreshInterval,
+    tls: tls.forward,
+  });
   const handler = new V2ProxyHandler({
     balancer,
     mode: options.mode,
     dialTimeout: options.dialTimeout,
     writeTimeout: options.writeTimeout,
     readTimeout: options.readTimeout,
+    responseTimeout: options.responseTimeout,
     maxBodyBytes: options.maxBodyBytes,
+    cors: options.cors,
+    resolver: membership,
   });
+  let metrics: ProxyMetrics;
+  try {
+    metrics = new ProxyMetrics({ handler, balancer, resolver: membership, registry: options.metricsRegistry });
+  } catch (err) {
+    handler.close();
+    balancer.close();
+    throw err instanceof InvalidOptionError && err.option === 'registry' ? new InvalidOptionError('metricsRegistry', err.message.replace(/^invalid option registry: /, '')) : err;
+  }
+  const serverTimeouts = {
+    headersTimeout: durationOption('clientHeadersTimeout', options.clientHeadersTimeout, 10000, 1),
+    requestTimeout: durationOption('clientRequestTimeout', options.clientRequestTimeout, 30000, 1),
+  };
+  const shutdownTimeout = durationOption('shutdownTimeout', options.shutdownTimeout, 5000);
+  const early = (event: keyof EtcdV2ProxyEvents, arg: unknown): void => (listeners[event] as ((a: unknown) => void) | undefined)?.(arg);
+  let found: Awaited<ReturnType<typeof bootstrapPeers>>;
+  try {
+    found = await bootstrapPeers(bootstrap, options.dataDir, {
+      signal,
+      onWarning: (message) => early('warning', message),
+      onDiscoveryRetry: (retry) => early('discoveryRetry', retry),
+      onDiscoveryWaiting: (progress) => early('discoveryWaiting', progress),
+    });
+  } catch (err) {
+    metrics.close();
+    handler.close();
+    balancer.close();
+    throw err;
+  }
+  const { peerUrls, fromFile } = found;
   const resolver = new ClusterResolver({
     peerUrls,
+    lookup: bootstrap.lookup,
     refreshInterval: options.refreshInterval,
     dialTimeout: options.dialTimeout,
     startTimeout: options.startTimeout,
+    tls: tls.peer,
   });
-  const proxy = new RunningProxy(resolver, balancer, handler, options.dataDir, fromFile, peerUrls);
+  resolverRef = resolver;
+  const proxy = new RunningProxy(resolver, balancer, handler, options.dataDir, fromFile, peerUrls, shutdownTimeout, found.source, metrics);
+  for (const [event, listener] of Object.entries(listeners)) proxy.on(event as keyof EtcdV2ProxyEvents, listener as (...args: unknown[]) => void);
   resolver.on('members', (snapshot) => proxy.onMembers(snapshot));
   const onAbort = (): void => void proxy.close();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     signal?.throwIfAborted();
+    // Bind first: a port in use fails fast, and the proxy's own addresses are
+    // known before the first member list arrives (see onMembers).
+    await proxy.listen(listen, serverTimeouts, tls.listener);
     await resolver.start();
     await proxy.persisting;
-    await proxy.listen(listen);
+    proxy.started();
   } catch (err) {
     signal?.removeEventListener('abort', onAbort);
     await proxy.close();
@@ -182,10 +399,11 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
   addresses: ProxyAddress[] = [];
   servers: Server[] = [];
   readonly clusterFile: string | undefined;
-  readonly peerUrlsSource: 'cluster-file' | 'initial-cluster';
+  readonly peerUrlsSource: PeerUrlsSource;
   /** Settles when the latest cluster file write is over. */
   persisting: Promise<void> = Promise.resolve();
   private written: readonly string[] | undefined;
+  private held: Array<() => void> | undefined = [];
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -195,15 +413,36 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
     private readonly dataDir: string | undefined,
     fileContents: readonly string[] | undefined,
     readonly bootstrapPeerUrls: readonly string[],
+    private readonly shutdownTimeout: number,
+    source: PeerUrlsSource,
+    readonly metrics: ProxyMetrics,
   ) {
     super();
-    this.peerUrlsSource = fileContents === undefined ? 'initial-cluster' : 'cluster-file';
+    this.peerUrlsSource = source;
     this.clusterFile = dataDir === undefined ? undefined : clusterFilePath(dataDir);
     this.written = fileContents === undefined ? undefined : [...fileContents].sort();
   }
 
+  /**
+   * Events that happen while `createProxy()` is starting are held until it
+   * has resolved, then emitted on the next turn of the event loop, so that
+   * listeners attached right after `await createProxy()` get them.
+   */
+  private emitSoon<E extends keyof EtcdV2ProxyEvents>(event: E, ...args: Parameters<EtcdV2ProxyEvents[E]>): void {
+    const emit = (): void => void (this.emit as (e: E, ...a: Parameters<EtcdV2ProxyEvents[E]>) => boolean)(event, ...args);
+    if (this.held === undefined) emit();
+    else this.held.push(emit);
+  }
+
+  /** Called when `createProxy()` resolves: releases the events held during start-up. */
+  started(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    if (held.length > 0) setImmediate(() => held.forEach((emit) => emit()));
+  }
+
   onMembers(snapshot: ClusterSnapshot): void {
-    this.balancer.setEndpoints(snapshot.clientUrls);
+    this.balancer.setEndpoints(snapshot.clientUrls.filter((url) => !this.isSelf(url)));
     const peers = snapshot.peerUrls;
     if (this.dataDir === undefined || peers.length === 0 || this.closing !== undefined) return;
     if (this.written !== undefined && this.written.length === peers.length && this.written.every((u, i) => u === peers[i])) return;
@@ -213,20 +452,73 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
       writeClusterFile(dataDir, peers).then(
         () => {
           debug('wrote %o to %s', peers, this.clusterFile);
-          this.emit('clusterFileWritten', this.clusterFile!, peers);
+          this.emitSoon('clusterFileWritten', this.clusterFile!, peers);
         },
         (err: Error) => {
           this.written = undefined;
           debug('writing %s failed: %s', this.clusterFile, err.message);
-          this.emit('clusterFileError', err);
+          this.emitSoon('clusterFileError', err);
         },
       ),
     );
   }
 
-  async listen(urls: readonly URL[]): Promise<void> {
+  /**
+   * A member that advertises this proxy's own address as its client URL (easy
+   * to do on a host that runs both) would make the proxy forward to itself.
+   */
+  private isSelf(url: string): boolean {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      return false;
+    }
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+    const self = this.addresses.some(
+      (a) =>
+        String(a.port) === port &&
+        (host === a.host ||
+          (isLocalHost(host) && isLocalHost(a.host)) ||
+          (isWildcard(a.host) && (isLocalHost(host) || localAddresses().has(host)))),
+    );
+    if (self) {
+      const message = `ignoring client URL ${url}: it is this proxy's own address (check the members' --advertise-client-urls)`;
+      debug(message);
+      this.emitSoon('warning', message);
+    }
+    return self;
+  }
+
+  /** `GET /metrics` is answered here, before the handler, as etcd's proxy serves it beside the proxy on the same port. */
+  private readonly serve = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = req.url;
+    if (url !== undefined && url.startsWith(METRICS_PATH) && (url.length === METRICS_PATH.length || url[METRICS_PATH.length] === '?')) {
+      this.metrics.handle(req, res);
+      return;
+    }
+    this.handler.handle(req, res);
+  };
+
+  async listen(urls: readonly URL[], timeouts: { headersTimeout: number; requestTimeout: number }, tls: ListenerTls | undefined): Promise<void> {
     for (const u of urls) {
-      const server = createServer(this.handler.handle);
+      const httpOptions = { headersTimeout: timeouts.headersTimeout, requestTimeout: timeouts.requestTimeout, connectionsCheckingInterval: 500 };
+      const server =
+        u.protocol === 'https:' && tls !== undefined
+          ? createHttpsServer({ ...tls.serverOptions, ...httpOptions, handshakeTimeout: timeouts.headersTimeout }, this.serve)
+          : createServer(httpOptions, this.serve);
+      if (u.protocol === 'https:') {
+        // node:tls closes a connection whose client certificate fails verification before anything
+        // reads its address; read it on arrival so that the TCP socket keeps it for the event.
+        server.prependListener('connection', (raw: Socket) => void raw.remoteAddress);
+        server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+          const { code, message } = explainTlsClientError(error, socket);
+          const remoteAddress = socket.remoteAddress ?? (socket as TLSSocket & { _parent?: Socket | null })._parent?.remoteAddress;
+          debug('TLS client %s refused: %s', remoteAddress, message);
+          this.emitSoon('tlsClientError', { remoteAddress, code, message, error });
+        });
+      }
       refuseV3Clients(server);
       this.servers.push(server);
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
@@ -236,15 +528,16 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
       });
       const port = (server.address() as AddressInfo).port;
       const shownHost = host.includes(':') ? `[${host}]` : host;
-      this.addresses.push({ url: `http://${shownHost}:${port}`, host, port });
+      this.addresses.push({ url: `${u.protocol}//${shownHost}:${port}`, host, port });
     }
   }
 
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.resolver.close();
+      this.metrics.close();
       const closed = this.servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve())));
-      this.handler.close();
+      await this.handler.drain(this.shutdownTimeout);
       for (const s of this.servers) s.closeAllConnections();
       this.balancer.close();
       await Promise.all(closed);
@@ -257,7 +550,7 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
 
 function parseListenUrls(urls: unknown): URL[] {
   if (!Array.isArray(urls) || urls.length === 0) {
-    throw new InvalidOptionError('listenClientUrls', `expected a non-empty array of http://host:port URLs, got ${describe(urls)}`);
+    throw new InvalidOptionError('listenClientUrls', `expected a non-empty array of http(s)://host:port URLs, got ${describe(urls)}`);
   }
   return urls.map((raw: unknown, i) => {
     const name = `listenClientUrls[${i}]`;
@@ -267,10 +560,61 @@ function parseListenUrls(urls: unknown): URL[] {
     } catch {
       throw new InvalidOptionError(name, `${describe(raw)} is not a URL`);
     }
-    if (u.protocol === 'https:') throw new InvalidOptionError(name, `${describe(raw)}: https listeners are not supported yet; use http://`);
-    if (u.protocol !== 'http:') throw new InvalidOptionError(name, `${describe(raw)} must use http://`);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new InvalidOptionError(name, `${describe(raw)} must use http:// or https://`);
     if (u.port === '' && !/:\d+\/?$/.test(String(raw))) throw new InvalidOptionError(name, `${describe(raw)} must give a port (host:port)`);
     if (u.pathname !== '/' || u.search !== '') throw new InvalidOptionError(name, `${describe(raw)} must not have a path or query`);
     return u;
   });
+}
+
+function listenersOption(value: unknown): Partial<EtcdV2ProxyEvents> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object') {
+    throw new InvalidOptionError('listeners', `expected an object of event listeners, got ${describe(value)}`);
+  }
+  for (const [event, listener] of Object.entries(value)) {
+    if (typeof listener !== 'function') throw new InvalidOptionError(`listeners.${event}`, `expected a function, got ${describe(listener)}`);
+  }
+  return value as Partial<EtcdV2ProxyEvents>;
+}
+
+function isLocalHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** This host's interface addresses (a wildcard listener answers on each of them). */
+function localAddresses(): Set<string> {
+  const all = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) all.add(i.address);
+  return all;
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
+}
+
+/**
+ * The TLS settings, checked before anything starts: the listeners' (for
+ * https:// listen URLs), the peers' (`GET /members`), and the one used to
+ * forward to https:// client URLs: the client settings (`certFile`,
+ * `keyFile`, `trustedCaFile`), or the peer ones when no client certificate is
+ * set and some peer setting is, as etcd's proxy falls back.
+ */
+function tlsSettings(
+  options: CreateProxyOptions,
+  listen: readonly URL[],
+): { listener: ListenerTls | undefined; peer: UpstreamTlsOptions | undefined; forward: UpstreamTlsOptions | undefined } {
+  const https = listen.some((u) => u.protocol === 'https:');
+  const listener = https ? listenerTlsOption(options) : undefined;
+  if (!https && options.clientCertAuth === true) {
+    throw new InvalidOptionError('clientCertAuth', 'no listenClientUrls entry is https://, so no client would be asked for a certificate');
+  }
+  const defined = <T extends object>(o: T): T | undefined => (Object.values(o).some((v) => v !== undefined) ? o : undefined);
+  const client = defined({ certFile: options.certFile, keyFile: options.keyFile, trustedCaFile: options.trustedCaFile, insecureSkipVerify: options.insecureSkipVerify });
+  const peer = defined({ certFile: options.peerCertFile, keyFile: options.peerKeyFile, trustedCaFile: options.peerTrustedCaFile, insecureSkipVerify: options.insecureSkipVerify });
+  upstreamTlsOption(client, { certFile: 'certFile', keyFile: 'keyFile', trustedCaFile: 'trustedCaFile', insecureSkipVerify: 'insecureSkipVerify' });
+  upstreamTlsOption(peer, { certFile: 'peerCertFile', keyFile: 'peerKeyFile', trustedCaFile: 'peerTrustedCaFile', insecureSkipVerify: 'insecureSkipVerify' });
+  const peerSet = options.peerCertFile !== undefined || options.peerKeyFile !== undefined || options.peerTrustedCaFile !== undefined;
+  const forward = hasClientCertificate(client) || !peerSet ? client : peer;
+  return { listener, peer, forward };
 }

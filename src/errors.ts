@@ -147,3 +147,71 @@ export class UpstreamError extends EtcdProxyError {
     this.timeout = options?.timeout ?? false;
   }
 }
+
+/**
+ * Why a discovery URL (etcd's `--discovery`) gave no cluster:
+ *
+ * - `size-not-found`: `<url>/_config/size` does not exist (404).
+ * - `bad-size`: the size key is not a positive whole number.
+ * - `bad-answer`: the discovery service answered something that is not
+ *   etcd's v2 keys API (not JSON, an unexpected status).
+ * - `invalid-member`: a registered value is not `name=peerURL[,...]`.
+ * - `duplicate-name`: two of the first `size` registrations use one name.
+ * - `unreachable`: no usable answer (connection refused, timeouts, 5xx)
+ *   within the bound; the last failure is in the message.
+ * - `incomplete`: the service answered, but fewer than `size` members had
+ *   registered within the bound.
+ * - `aborted`: the caller's `signal` was aborted first.
+ * @public
+ */
+export type DiscoveryErrorReason =
+  | 'size-not-found'
+  | 'bad-size'
+  | 'bad-answer'
+  | 'invalid-member'
+  | 'duplicate-name'
+  | 'unreachable'
+  | 'incomplete'
+  | 'aborted';
+
+/**
+ * A discovery URL (etcd flag: `--discovery`) did not give the cluster's
+ * members. The message names the URL asked and what came back.
+ * @public
+ */
+export class DiscoveryError extends EtcdProxyError {
+  /** Always `ERR_ETCD_PROXY_DISCOVERY`. */
+  declare readonly code: 'ERR_ETCD_PROXY_DISCOVERY';
+  /** The discovery URL, as given. */
+  readonly url: string;
+  /** What went wrong, for programs; the message says it for people. */
+  readonly reason: DiscoveryErrorReason;
+
+  constructor(url: string, reason: DiscoveryErrorReason, problem: string, options?: { cause?: unknown }) {
+    super('ERR_ETCD_PROXY_DISCOVERY', `discovery ${url}: ${problem}`, options);
+    this.url = url;
+    this.reason = reason;
+  }
+}
+
+/**
+ * A DNS SRV lookup (etcd flag: `--discovery-srv`) found no peer. The message
+ * names every SRV name asked, the DNS servers asked and what each answered.
+ * @public
+ */
+export class SrvDiscoveryError extends EtcdProxyError {
+  /** Always `ERR_ETCD_PROXY_DISCOVERY_SRV`. */
+  declare readonly code: 'ERR_ETCD_PROXY_DISCOVERY_SRV';
+  /** The domain, as given (`discoverySrv`). */
+  readonly domain: string;
+  /** The SRV names asked, e.g. `_etcd-server-ssl._tcp.example.com`, with what each answered. */
+  readonly lookups: readonly { readonly name: string; readonly answer: string }[];
+
+  constructor(domain: string, lookups: readonly { readonly name: string; readonly answer: string }[], servers: readonly string[] | undefined) {
+    const asked = lookups.map((l) => `${l.name}: ${l.answer}`).join('; ');
+    const via = servers === undefined ? "the system's DNS servers" : `DNS server(s) ${servers.join(', ')}`;
+    super('ERR_ETCD_PROXY_DISCOVERY_SRV', `discovery-srv ${domain}: no etcd peer found in SRV records (asked ${via}): ${asked}`);
+    this.domain = domain;
+    this.lookups = lookups;
+  }
+}

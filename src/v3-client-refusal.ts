@@ -1,5 +1,7 @@
 import type { Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 import createDebug from 'debug';
 
 const debug = createDebug('etcd-v2-proxy:v3');
@@ -36,14 +38,38 @@ const GRPC_UNIMPLEMENTED = '12';
  * HTTP/1.1 connections are passed to the server's own handling unchanged.
  * `createProxy()` does this on its listeners; call it on your own server when
  * you embed the handler. Call it before the server accepts connections.
+ *
+ * On an https server (v3 clients over TLS) the same is done on each
+ * connection once its TLS handshake is over. A gRPC client offers only `h2`
+ * in ALPN: give the server `ALPNProtocols: ['http/1.1', 'h2']` (`createProxy`
+ * does), or such clients fail the handshake ("no application protocol")
+ * before they can be told why.
  * @public
  */
-export function refuseV3Clients(server: Server, message: string = V3_REFUSAL_MESSAGE): void {
-  const httpListeners = server.listeners('connection') as Array<(socket: Socket) => void>;
-  server.removeAllListeners('connection');
+export function refuseV3Clients(server: Server | HttpsServer, message: string = V3_REFUSAL_MESSAGE): void {
+  // node:https hands decrypted connections to node:http on 'secureConnection'; 'connection' carries the TLS bytes.
+  const event = server instanceof TlsServer ? 'secureConnection' : 'connection';
+  const httpListeners = server.listeners(event) as Array<(socket: Socket) => void>;
+  server.removeAllListeners(event);
   const grpcMessage = percentEncode(message);
-  server.on('connection', (socket: Socket) => {
+  // Connections not handed to node:http yet are not in its connection list:
+  // close them with the idle ones (server.close() does that), or close()
+  // would wait for them until their timeout.
+  const undecided = new Set<Socket>();
+  for (const method of ['closeIdleConnections', 'closeAllConnections'] as const) {
+    const original = server[method].bind(server);
+    server[method] = () => {
+      for (const socket of undecided) socket.destroy();
+      original();
+    };
+  }
+  server.on(event, (socket: Socket) => {
     let head: Buffer | undefined;
+    undecided.add(socket);
+    socket.once('close', () => undecided.delete(socket));
+    // The server is allowHalfOpen: a client that leaves before sending a byte (a port probe) must be let go.
+    const onEnd = (): void => void socket.destroy();
+    socket.once('end', onEnd);
     const onData = (chunk: Buffer): void => {
       head = head === undefined ? chunk : Buffer.concat([head, chunk]);
       const n = Math.min(head.length, PREFACE.length);
@@ -51,6 +77,8 @@ export function refuseV3Clients(server: Server, message: string = V3_REFUSAL_MES
       // Undecided until the bytes differ from the preface or all of it is here.
       if (looksH2 && head.length < PREFACE.length) return;
       socket.off('data', onData);
+      socket.off('end', onEnd);
+      undecided.delete(socket);
       socket.setTimeout(0);
       socket.pause();
       if (looksH2) {

@@ -172,7 +172,7 @@ describe('createProxy refuses bad options before touching the network', { skip: 
 
   const badListen: Array<{ urls: unknown; option: string; problem: string }> = [
     { urls: ['notaurl'], option: 'listenClientUrls[0]', problem: '"notaurl" is not a URL' },
-    { urls: ['http://127.0.0.1:0', 'https://127.0.0.1:2379'], option: 'listenClientUrls[1]', problem: 'https listeners are not supported' },
+    { urls: ['http://127.0.0.1:0', 'https://127.0.0.1:2379'], option: 'certFile', problem: 'an https:// listen URL needs certFile and keyFile' },
     { urls: ['http://127.0.0.1'], option: 'listenClientUrls[0]', problem: 'must give a port' },
     { urls: ['unix:///tmp/etcd.sock'], option: 'listenClientUrls[0]', problem: 'must use http://' },
     { urls: ['http://127.0.0.1:2379/v2'], option: 'listenClientUrls[0]', problem: 'must not have a path or query' },

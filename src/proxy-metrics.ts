@@ -1,0 +1,283 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Metric, RegistryContentType } from 'prom-client';
+import type { EndpointBalancer } from './endpoint-balancer.js';
+import { InvalidOptionError } from './errors.js';
+import type { ClientAbortedEvent, DropReason, DroppedEvent, ForwardedEvent, RetriedEvent } from './proxy-events.js';
+import type { MembershipView, V2ProxyHandler } from './v2-proxy-handler.js';
+import { PROXY_READY_PATH } from './v2-proxy-handler.js';
+import { describe, signalOption } from './validate-options.js';
+
+/**
+ * Prometheus metrics of the proxy, under etcd's own proxy metric names and
+ * labels so that dashboards built for `etcd --proxy on` keep working, fed by
+ * the handler's events (nothing is added to the request path but a counter
+ * increment per event), plus gauges read at scrape time.
+ */
+
+/**
+ * The path `createProxy` serves the metrics on, on its client listeners, as
+ * etcd's proxy does.
+ * @public
+ */
+export const METRICS_PATH = '/metrics';
+
+/**
+ * `proxying_error` label values of `etcd_proxy_dropped_total`. The first
+ * three are etcd's:
+ *
+ * - `zero_endpoints`: no endpoint was known (503).
+ * - `failed_sending_request`: one attempt on one endpoint failed; counted
+ *   once per failed attempt, as etcd counts each member it tried.
+ * - `failed_getting_response`: the request ended without a member's answer
+ *   (502, or 504 for a timed-out write), counted once per request.
+ *
+ * The others are answers etcd's proxy does not count:
+ *
+ * - `readonly`: a write to a readonly proxy (501; etcd refuses it before counting).
+ * - `body_too_large`: the body was over `maxBodyBytes` (413).
+ * - `loop_detected`: the request came back through this proxy (508).
+ * - `shutting_down`: the proxy was closing (503).
+ * - `response_cut_short`: a member's response broke off after it had started.
+ * @public
+ */
+export type ProxyingError =
+  | 'zero_endpoints'
+  | 'failed_sending_request'
+  | 'failed_getting_response'
+  | 'readonly'
+  | 'body_too_large'
+  | 'loop_detected'
+  | 'shutting_down'
+  | 'response_cut_short';
+
+const DROP_LABEL: Record<DropReason, ProxyingError> = {
+  'zero-endpoints': 'zero_endpoints',
+  'failed-sending': 'failed_getting_response',
+  'timeout': 'failed_getting_response',
+  'failed-response': 'response_cut_short',
+  'readonly': 'readonly',
+  'body-too-large': 'body_too_large',
+  'loop': 'loop_detected',
+  'shutting-down': 'shutting_down',
+};
+
+/**
+ * etcd's buckets for `etcd_proxy_handling_duration_seconds`: 0.5 ms doubling
+ * 13 times up to 2.048 s, written out so that the `le` labels are the same
+ * strings etcd's proxy shows.
+ */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048];
+
+/**
+ * Options of {@link ProxyMetrics}.
+ * @public
+ */
+export interface ProxyMetricsOptions {
+  /** The handler whose request events are counted. */
+  handler: V2ProxyHandler;
+  /** For the endpoint gauges. Default: none (those gauges are left out). */
+  balancer?: EndpointBalancer;
+  /** For the membership gauges, e.g. a {@link ClusterResolver}. Default: none (those gauges are left out). */
+  resolver?: MembershipView;
+  /**
+   * The prom-client registry to register the metrics in, e.g. one that also
+   * holds your application's metrics or Node's default metrics
+   * (`collectDefaultMetrics({ register })`). One ProxyMetrics per registry.
+   * Default: a new `Registry`.
+   */
+  registry?: Registry<RegistryContentType>;
+  /** Aborting it closes the metrics, as {@link ProxyMetrics.close} does. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Counts a {@link V2ProxyHandler}'s requests in Prometheus metrics with the
+ * names and labels of `etcd --proxy on`:
+ *
+ * - `etcd_proxy_requests_total{method}`: requests received (not those the
+ *   proxy answers from memory: `/v2/config/local/proxy`, `/proxy/ready`, `/metrics`).
+ * - `etcd_proxy_handled_total{method,code}`: requests a member answered, by
+ *   the member's status code.
+ * - `etcd_proxy_dropped_total{method,proxying_error}`: see {@link ProxyingError}.
+ * - `etcd_proxy_handling_duration_seconds{method}`: time to the member's
+ *   response headers, watches (`wait=true`) left out, with etcd's buckets.
+ *
+ * plus this library's own (not in etcd): `etcd_v2_proxy_client_aborted_total{method}`
+ * and the gauges `etcd_v2_proxy_endpoints`, `etcd_v2_proxy_available_endpoints`,
+ * `etcd_v2_proxy_members`, `etcd_v2_proxy_membership_stale` and
+ * `etcd_v2_proxy_membership_last_refresh_timestamp_seconds`.
+ * @public
+ */
+export class ProxyMetrics {
+  /** The registry the metrics are in. */
+  readonly registry: Registry<RegistryContentType>;
+  /**
+   * Answers `GET`/`HEAD` with the registry's metrics in the Prometheus text
+   * format, whatever the path (mount it where you want; `createProxy` serves
+   * it on {@link METRICS_PATH}). Bound: pass it around freely.
+   */
+  readonly handle: (req: IncomingMessage, res: ServerResponse) => void;
+  private readonly owned: Metric[] = [];
+  private readonly signal: AbortSignal | undefined;
+  private readonly onAbort = (): void => this.close();
+  private readonly detach: Array<() => void> = [];
+  private closed = false;
+
+  constructor(options: ProxyMetricsOptions) {
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidOptionError('options', `expected an object with a handler, got ${describe(options)}`);
+    }
+    const { handler, balancer, resolver } = options;
+    if (handler === null || typeof handler !== 'object' || typeof handler.handle !== 'function' || typeof handler.on !== 'function') {
+      throw new InvalidOptionError('handler', `expected a V2ProxyHandler, got ${describe(handler)}`);
+    }
+    if (balancer !== undefined && (balancer === null || typeof balancer !== 'object' || !('available' in balancer))) {
+      throw new InvalidOptionError('balancer', `expected an EndpointBalancer, got ${describe(balancer)}`);
+    }
+    if (resolver !== undefined && (resolver === null || typeof resolver !== 'object' || !('lastRefresh' in resolver))) {
+      throw new InvalidOptionError('resolver', `expected a ClusterResolver, got ${describe(resolver)}`);
+    }
+    const registry: Registry<RegistryContentType> = options.registry ?? new Registry();
+    if (registry === null || typeof registry !== 'object' || typeof registry.registerMetric !== 'function' || typeof registry.metrics !== 'function') {
+      throw new InvalidOptionError('registry', `expected a prom-client Registry, got ${describe(registry)}`);
+    }
+    this.signal = signalOption(options.signal);
+    this.registry = registry;
+
+    const requests = this.add(new Counter({ name: 'etcd_proxy_requests_total', help: 'Requests received by the v2 proxy, by method.', labelNames: ['method'] as const, registers: [] }));
+    const handled = this.add(
+      new Counter({ name: 'etcd_proxy_handled_total', help: 'Requests answered by a member, by method and the member\'s status code.', labelNames: ['method', 'code'] as const, registers: [] }),
+    );
+    const dropped = this.add(
+      new Counter({ name: 'etcd_proxy_dropped_total', help: 'Requests (or attempts) the proxy could not get a member\'s answer for, by method and cause.', labelNames: ['method', 'proxying_error'] as const, registers: [] }),
+    );
+    const duration = this.add(
+      new Histogram({
+        name: 'etcd_proxy_handling_duration_seconds',
+        help: 'Seconds from a request\'s arrival to the member\'s response headers, watches excluded, by method.',
+        labelNames: ['method'] as const,
+        buckets: DURATION_BUCKETS,
+        registers: [],
+      }),
+    );
+    const aborted = this.add(
+      new Counter({ name: 'etcd_v2_proxy_client_aborted_total', help: 'Requests whose client went away before the response was complete, by method.', labelNames: ['method'] as const, registers: [] }),
+    );
+    if (balancer !== undefined) {
+      this.add(new Gauge({ name: 'etcd_v2_proxy_endpoints', help: 'Client URLs known, available or not.', registers: [], collect() { this.set(balancer.endpoints.length); } }));
+      this.add(new Gauge({ name: 'etcd_v2_proxy_available_endpoints', help: 'Client URLs not marked down.', registers: [], collect() { this.set(balancer.available.length); } }));
+    }
+    if (resolver !== undefined) {
+      this.add(new Gauge({ name: 'etcd_v2_proxy_members', help: 'Members in the latest member list.', registers: [], collect() { this.set(resolver.snapshot?.members.length ?? 0); } }));
+      this.add(new Gauge({ name: 'etcd_v2_proxy_membership_stale', help: '1 while no peer answers /members and the last known members are used.', registers: [], collect() { this.set(resolver.stale ? 1 : 0); } }));
+      this.add(
+        new Gauge({
+          name: 'etcd_v2_proxy_membership_last_refresh_timestamp_seconds',
+          help: 'Unix time of the latest successful /members answer (0: none yet).',
+          registers: [],
+          collect() {
+            this.set((resolver.lastRefresh?.getTime() ?? 0) / 1000);
+          },
+        }),
+      );
+    }
+    const taken = this.owned.map((m) => metricName(m)).filter((name) => registry.getSingleMetric(name) !== undefined);
+    if (taken.length > 0) {
+      throw new InvalidOptionError('registry', `already has ${taken.join(', ')}: use one ProxyMetrics per registry (close() the other first)`);
+    }
+    for (const m of this.owned) registry.registerMetric(m);
+
+    const onRequest = (method: string, url: string): void => {
+      if (isLocalPath(url)) return;
+      requests.inc({ method });
+    };
+    const onForwarded = (e: ForwardedEvent): void => {
+      handled.inc({ method: e.method, code: String(e.status) });
+      if (!e.watch) duration.observe({ method: e.method }, e.durationMs / 1000);
+    };
+    const onRetried = (e: RetriedEvent): void => {
+      dropped.inc({ method: e.method, proxying_error: 'failed_sending_request' });
+    };
+    const onDropped = (e: DroppedEvent): void => {
+      // As etcd: the last failed attempt counts as failed_sending_request, the request as failed_getting_response.
+      if (e.reason === 'failed-sending' || e.reason === 'timeout') dropped.inc({ method: e.method, proxying_error: 'failed_sending_request' });
+      dropped.inc({ method: e.method, proxying_error: DROP_LABEL[e.reason] });
+    };
+    const onAborted = (e: ClientAbortedEvent): void => {
+      aborted.inc({ method: e.method });
+    };
+    handler.on('request', onRequest);
+    handler.on('forwarded', onForwarded);
+    handler.on('retried', onRetried);
+    handler.on('dropped', onDropped);
+    handler.on('clientAborted', onAborted);
+    this.detach.push(() => {
+      handler.off('request', onRequest);
+      handler.off('forwarded', onForwarded);
+      handler.off('retried', onRetried);
+      handler.off('dropped', onDropped);
+      handler.off('clientAborted', onAborted);
+    });
+
+    this.handle = (req, res) => this.serve(req, res);
+    this.signal?.addEventListener('abort', this.onAbort, { once: true });
+    if (this.signal?.aborted) this.close();
+  }
+
+  /** The registry's metrics in the Prometheus text format. */
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /**
+   * Stops counting and removes this object's metrics from the registry
+   * (other metrics in it stay). Idempotent.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.signal?.removeEventListener('abort', this.onAbort);
+    for (const undo of this.detach) undo();
+    for (const m of this.owned) {
+      const name = metricName(m);
+      if (this.registry.getSingleMetric(name) === m) this.registry.removeSingleMetric(name);
+    }
+  }
+
+  private add<M extends Metric>(metric: M): M {
+    this.owned.push(metric);
+    return metric;
+  }
+
+  private serve(req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('Method Not Allowed\n');
+      return;
+    }
+    this.registry.metrics().then(
+      (text) => {
+        if (res.destroyed) return;
+        res.writeHead(200, { 'Content-Type': this.registry.contentType, 'Content-Length': Buffer.byteLength(text) });
+        res.end(req.method === 'HEAD' ? undefined : text);
+      },
+      (err: Error) => {
+        if (res.destroyed || res.headersSent) return;
+        const body = `collecting metrics failed: ${err.message}\n`;
+        res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+        res.end(body);
+      },
+    );
+  }
+}
+
+/** Paths answered from memory, which etcd's proxy does not count either. */
+function isLocalPath(url: string): boolean {
+  return url.startsWith('/v2/config/local/proxy') || url.startsWith(PROXY_READY_PATH) || url.startsWith(METRICS_PATH);
+}
+
+function metricName(metric: Metric): string {
+  return (metric as unknown as { name: string }).name;
+}

@@ -89,6 +89,36 @@ describe('EndpointBalancer with a real 3-member cluster', { skip: skipWithoutEtc
     assert.equal(ups.length, 1);
   });
 
+  test('a member without a leader is probed as degraded: it keeps serving plain reads, and is up again once the cluster is', async () => {
+    const members = await cluster(3);
+    const [a, b, c] = members as [LocalEtcd, LocalEtcd, LocalEtcd];
+    const p = await proxy({ initialCluster: initialCluster(members), dataDir: await tempDir(), responseTimeout: 700, failureWait: 300 });
+    await http(`${p.url}/v2/keys/deg?value=before`, { method: 'PUT' });
+    const degraded: string[] = [];
+    p.balancer.on('endpointDegraded', (e, detail) => degraded.push(`${e.url} ${detail}`));
+    // Two of three stopped: the third has no quorum and soon no leader; its /health says "false".
+    b.signal('SIGSTOP');
+    c.signal('SIGSTOP');
+    onCleanup(() => b.signal('SIGCONT'));
+    onCleanup(() => c.signal('SIGCONT'));
+    const endpointOf = (m: LocalEtcd) => p.balancer.endpoints.find((e) => e.url === m.clientUrl)!;
+    // Quorum reads fail everywhere now, which takes every member out; the probes then sort them.
+    await eventually(async () => {
+      await http(`${p.url}/v2/keys/deg?quorum=true`, { timeout: 5000 }).catch(() => undefined);
+      return endpointOf(a).state === 'degraded';
+    }, 20000, 'the leaderless member to be probed as degraded');
+    assert.match(degraded.join('\n'), new RegExp(`${a.clientUrl} GET /health answered \\d+ .*"health":"false"`));
+    assert.equal(endpointOf(b).state, 'down');
+    // A plain read is still served, by the degraded member.
+    const plain = await http(`${p.url}/v2/keys/deg`, { timeout: 5000 });
+    assert.equal(plain.status, 200);
+    assert.equal((plain.json() as { node: { value: string } }).node.value, 'before');
+    b.signal('SIGCONT');
+    c.signal('SIGCONT');
+    await eventually(() => members.every((m) => endpointOf(m).state === 'up'), 20000, 'every member up again');
+    assert.equal((await http(`${p.url}/v2/keys/deg?value=after`, { method: 'PUT' })).status, 200);
+  });
+
   test('writes go to the leader; after the leader is killed they find the new one, and no acknowledged write is lost', async () => {
     const members = await cluster(3);
     const p = await proxy({ initialCluster: initialCluster(members), dataDir: await tempDir(), refreshInterval: 1000 });

@@ -524,7 +524,8 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
       await new Promise<void>((resolve, reject) => {
         server.once('error', (err) => reject(new InvalidOptionError('listenClientUrls', `cannot listen on ${u.origin}: ${err.message}`)));
-        server.listen(u.port === '' ? 80 : Number(u.port), host, () => resolve());
+        // A deep accept queue (Go's is 4096, Node's 511) lets thousands of watchers connect at once.
+        server.listen({ port: u.port === '' ? 80 : Number(u.port), host, backlog: 4096 }, () => resolve());
       });
       const port = (server.address() as AddressInfo).port;
       const shownHost = host.includes(':') ? `[${host}]` : host;

@@ -63,7 +63,11 @@ export class Endpoint {
     const secure = u.protocol === 'https:';
     this.tls = secure ? upstreamTlsOption(tls, 'tls') : undefined;
     // `timeout` closes pooled sockets left idle that long; a request in flight is never cut by it.
-    const agentOptions = { keepAlive: true, timeout: idleTimeout };
+    // maxFreeSockets: after one event ends thousands of watches at once, their
+    // re-polls must find their connections still pooled (Node keeps 256 by
+    // default; the rest would be closed and re-dialled in a herd). Idle ones
+    // still close after idleTimeout.
+    const agentOptions = { keepAlive: true, timeout: idleTimeout, maxFreeSockets: Number.POSITIVE_INFINITY };
     this.agent = secure ? new HttpsAgent({ ...agentOptions, ...tlsConnectOptions(this.tls) }) : new HttpAgent(agentOptions);
     this.send = secure ? httpsRequest : httpRequest;
   }

@@ -10,10 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { request } from 'node:http';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { connectionsTo as upstreamSockets } from '../../bench/procfs.js';
 import { startEtcd, waitHealthy } from '../../examples/local-etcd.js';
 import { cleanup, cluster, freePort, http, onCleanup, skipWithoutEtcd, tempDir, watcherCount } from './harness.js';
 import type { LocalEtcd } from './harness.js';
@@ -49,36 +49,6 @@ async function startProxyProcess(options: Record<string, unknown>): Promise<Prox
       return exited;
     },
   };
-}
-
-/** ESTABLISHED TCP connections of process `pid` to any of `ports` (from /proc). */
-function upstreamSockets(pid: number, ports: readonly number[]): number {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m) inodes.add(m[1]!);
-    } catch {
-      // fd closed meanwhile
-    }
-  }
-  const wanted = new Set(ports.map((p) => p.toString(16).toUpperCase().padStart(4, '0')));
-  let n = 0;
-  for (const file of [`/proc/${pid}/net/tcp`, `/proc/${pid}/net/tcp6`]) {
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols.length < 10) continue;
-      const remotePort = cols[2]!.split(':')[1]!;
-      if (cols[3] === '01' && wanted.has(remotePort) && inodes.has(cols[9]!)) n++;
-    }
-  }
-  return n;
 }
 
 /** etcd's count of v2 client requests a member received. */

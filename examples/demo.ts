@@ -108,7 +108,17 @@ async function main(): Promise<void> {
     show(`cat ${work}/proxy/proxy/cluster`);
     say(execFileSync('cat', [join(work, 'proxy', 'proxy', 'cluster')], { encoding: 'utf8' }));
 
-    say('\n5. A readonly proxy forwards reads and answers writes with 501:');
+    say('\n5. The article ends with a v3 client hanging 5 s on the proxy; here it is told at once:');
+    show(`ETCDCTL_API=3 etcdctl --endpoints=${proxyUrl} get key2`);
+    const started = Date.now();
+    try {
+      execFileSync('etcdctl', [`--endpoints=${proxyUrl}`, 'get', 'key2'], { env: { ...process.env, ETCDCTL_API: '3' }, encoding: 'utf8', timeout: 10000, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (err) {
+      const lines = String((err as { stderr?: string }).stderr ?? '').trim().split('\n');
+      say(`${lines[lines.length - 1]}\n  (answered in ${Date.now() - started} ms)`);
+    }
+
+    say('\n6. A readonly proxy forwards reads and answers writes with 501:');
     const ro = await startProxyCli([
       '--proxy', 'readonly',
       '--listen-client-urls', `http://127.0.0.1:${roPort}`,
@@ -121,7 +131,7 @@ async function main(): Promise<void> {
     const roCode = await ro.stop();
     say(`  readonly proxy stopped with SIGTERM, exit code ${roCode}`);
 
-    say('\n6. Stop the proxy (SIGTERM closes it cleanly) and the member.');
+    say('\n7. Stop the proxy (SIGTERM closes it cleanly) and the member.');
     const code = await proxy.stop();
     say(`  proxy exit code ${code}`);
     if (code !== 0 || roCode !== 0) process.exitCode = 1;

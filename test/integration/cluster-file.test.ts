@@ -6,7 +6,6 @@
  * the file following the cluster's real peer URLs.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -23,6 +22,7 @@ import {
   onCleanup,
   proxy,
   skipWithoutEtcd,
+  spawnProcess,
   tempDir,
 } from './harness.js';
 import type { LocalEtcd } from './harness.js';
@@ -46,27 +46,9 @@ async function setAndGet(url: string, key: string, value: string): Promise<strin
  */
 async function startGoProxy(dataDir: string, initialCluster: string): Promise<{ url: string; log(): string; stop(): Promise<void> }> {
   const url = `http://127.0.0.1:${await freePort()}`;
-  const child = spawn('etcd', ['--proxy', 'on', '--listen-client-urls', url, '--initial-cluster', initialCluster, '--data-dir', dataDir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (b: Buffer) => (output += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (output += b.toString()));
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> =>
-    (stopping ??= (async () => {
-      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-        process.kill(child.pid, 'SIGTERM');
-        const kill = setTimeout(() => {
-          if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-        }, 5000);
-        await exited;
-        clearTimeout(kill);
-      }
-    })());
+  const { log, stop } = spawnProcess('etcd', ['--proxy', 'on', '--listen-client-urls', url, '--initial-cluster', initialCluster, '--data-dir', dataDir]);
   onCleanup(stop);
-  return { url, log: () => output, stop };
+  return { url, log, stop };
 }
 
 describe('cluster file <dataDir>/proxy/cluster', { skip: skipWithoutEtcd }, () => {

@@ -205,25 +205,9 @@ export async function dnsmasq(records: DnsRecords): Promise<Dnsmasq> {
   let lastError = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePortForDns();
-    const child = spawn(dnsmasqBin, [...args, `--port=${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (b: Buffer) => (output += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (output += b.toString()));
-    const exited = new Promise<void>((done) => child.once('exit', () => done()));
+    const { pid, log, exited, stop } = spawnProcess(dnsmasqBin, [...args, `--port=${port}`]);
     let gone = false;
     void exited.then(() => (gone = true));
-    let stopping: Promise<void> | undefined;
-    const stop = (): Promise<void> =>
-      (stopping ??= (async () => {
-        if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-          process.kill(child.pid, 'SIGTERM');
-          const kill = setTimeout(() => {
-            if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-          }, 5000);
-          await exited;
-          clearTimeout(kill);
-        }
-      })());
     const server = `127.0.0.1:${port}`;
     const probe = new Resolver({ timeout: 200, tries: 1 });
     probe.setServers([server]);
@@ -243,10 +227,10 @@ export async function dnsmasq(records: DnsRecords): Promise<Dnsmasq> {
     }
     if (ready && !gone) {
       cleanups.push(stop);
-      return { server, port, pid: child.pid!, log: () => output, stop };
+      return { server, port, pid, log, stop };
     }
     await stop();
-    lastError = output;
+    lastError = log();
   }
   throw new Error(`dnsmasq did not start:\n${lastError}`);
 }
@@ -263,4 +247,31 @@ async function freePortForDns(): Promise<number> {
     });
     if (udpFree) return port;
   }
+}
+
+/**
+ * Starts a helper process (etcd's Go proxy, dnsmasq...) with its output
+ * captured. `stop()` sends SIGTERM to its PID, SIGKILL after 5 s, and waits
+ * for it to exit; it is idempotent. The caller registers it for clean-up.
+ */
+export function spawnProcess(
+  command: string,
+  args: readonly string[],
+): { pid: number; log(): string; exited: Promise<void>; stop(): Promise<void> } {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (b: Buffer) => (output += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (output += b.toString()));
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  const running = (): boolean => child.exitCode === null && child.signalCode === null && child.pid !== undefined;
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      if (!running()) return;
+      process.kill(child.pid!, 'SIGTERM');
+      const kill = setTimeout(() => running() && process.kill(child.pid!, 'SIGKILL'), 5000);
+      await exited;
+      clearTimeout(kill);
+    })());
+  return { pid: child.pid ?? -1, log: () => output, exited, stop };
 }

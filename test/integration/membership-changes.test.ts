@@ -14,7 +14,7 @@
  * fresh again when the member is back.
  */
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ClusterSnapshot, ClusterUnreachableError } from '../../src/index.js';

@@ -212,7 +212,7 @@ export function forwardRequest(
       res.writeHead(status, upRes.statusMessage, downstreamResponseHeaders(upRes.rawHeaders, settings.stripCors));
       // A watch (`?wait=true`) answers with headers at once and the event much
       // later, without a Content-Length: pass the headers on now.
-      if (upRes.headers['content-length'] === undefined) res.flushHeaders();
+      if (rawHeader(upRes.rawHeaders, 'content-length') === undefined) res.flushHeaders();
       upRes.once('error', onError);
       upRes.once('close', () => {
         if (!upRes.complete) onError(new UpstreamError(endpoint.url, 'response', 'the member closed the response before its end'));
@@ -332,6 +332,18 @@ export function downstreamResponseHeaders(raw: readonly string[], stripCors = fa
     out.push(name, raw[i + 1]!);
   }
   return out;
+}
+
+/**
+ * The first value of header `lowerName` (lower-case) in a raw header list.
+ * Reading `req.headers` instead would build a whole object per message.
+ */
+export function rawHeader(raw: readonly string[], lowerName: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === lowerName.length && name.toLowerCase() === lowerName) return raw[i + 1];
+  }
+  return undefined;
 }
 
 /** Header names listed in Connection headers (RFC 9110 7.6.1), lower-cased; undefined when none. */

@@ -188,13 +188,17 @@ export class ProxyMetrics {
     }
     for (const m of this.owned) registry.registerMetric(m);
 
+    // Label children are looked up once per label set, not per request.
+    const requestsOf = memo((method: string) => requests.labels({ method }));
+    const handledOf = memo((key: string) => handled.labels({ method: key.slice(4), code: key.slice(0, 3) }));
+    const durationOf = memo((method: string) => duration.labels({ method }));
     const onRequest = (method: string, url: string): void => {
       if (isLocalPath(url)) return;
-      requests.inc({ method });
+      requestsOf(method).inc();
     };
     const onForwarded = (e: ForwardedEvent): void => {
-      handled.inc({ method: e.method, code: String(e.status) });
-      if (!e.watch) duration.observe({ method: e.method }, e.durationMs / 1000);
+      handledOf(`${e.status} ${e.method}`).inc();
+      if (!e.watch) durationOf(e.method).observe(e.durationMs / 1000);
     };
     const onRetried = (e: RetriedEvent): void => {
       dropped.inc({ method: e.method, proxying_error: 'failed_sending_request' });
@@ -280,4 +284,17 @@ function isLocalPath(url: string): boolean {
 
 function metricName(metric: Metric): string {
   return (metric as unknown as { name: string }).name;
+}
+
+/** Caches `make(key)` per key. */
+function memo<V>(make: (key: string) => V): (key: string) => V {
+  const cache = new Map<string, V>();
+  return (key) => {
+    let value = cache.get(key);
+    if (value === undefined) {
+      value = make(key);
+      cache.set(key, value);
+    }
+    return value;
+  };
 }

@@ -7,7 +7,7 @@ import { corsOption, isPreflight } from './cors.js';
 import type { CorsPolicy } from './cors.js';
 import type { EndpointBalancer } from './endpoint-balancer.js';
 import { InvalidOptionError } from './errors.js';
-import { forwardRequest } from './forward-request.js';
+import { forwardRequest, rawHeader } from './forward-request.js';
 import type { ForwardSettings } from './forward-request.js';
 import { sendJsonError } from './json-error.js';
 import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
@@ -260,7 +260,8 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       req.resume();
       return;
     }
-    const via = req.headers.via;
+    const raw = req.rawHeaders;
+    const via = rawHeader(raw, 'via');
     if (via !== undefined && via.includes(this.settings.via)) {
       debug('loop: %s %s came back through this proxy (Via: %s)', method, url, via);
       this.dropped(method, url, 'loop', 508);
@@ -268,10 +269,10 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       req.resume();
       return;
     }
-    const length = req.headers['content-length'];
+    const length = rawHeader(raw, 'content-length');
     if (length === '0') this.forward(req, res, [], 0, arrived);
-    else if (length === undefined && req.headers['transfer-encoding'] === undefined) this.forward(req, res, undefined, 0, arrived);
-    else this.readBody(req, res, arrived);
+    else if (length === undefined && rawHeader(raw, 'transfer-encoding') === undefined) this.forward(req, res, undefined, 0, arrived);
+    else this.readBody(req, res, arrived, length);
   }
 
   private forward(req: IncomingMessage, res: ServerResponse, body: Buffer[] | undefined, length: number, arrived: number): void {
@@ -290,8 +291,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
    * request that could not reach any member can be sent to the next one. The
    * chunks are dropped with the request.
    */
-  private readBody(req: IncomingMessage, res: ServerResponse, arrived: number): void {
-    const declared = req.headers['content-length'];
+  private readBody(req: IncomingMessage, res: ServerResponse, arrived: number, declared: string | undefined): void {
     if (declared !== undefined && Number(declared) > this.maxBodyBytes) {
       this.refuseLargeBody(req, res);
       return;

@@ -148,7 +148,9 @@ describe('membership changes while the proxy serves', { skip: skipWithoutEtcd },
     original = await cluster(3);
     initialCluster = original.map((m) => `${m.name}=${m.peerUrl}`).join(',');
     dataDir = await tempDir();
-    p = await proxy({ initialCluster, dataDir, refreshInterval: REFRESH });
+    // responseTimeout well under the load's 10 s client timeout: a quorum read stuck on a member that is
+    // losing its leader moves on to another member in time (etcd itself gives up only after ~7 s).
+    p = await proxy({ initialCluster, dataDir, refreshInterval: REFRESH, responseTimeout: 3000 });
     load = startLoad(p.url);
   });
 

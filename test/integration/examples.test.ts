@@ -5,12 +5,12 @@
  * then stop it by PID with SIGTERM and expect a clean exit.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { V3_REFUSAL_MESSAGE } from '../../src/index.js';
-import { cleanup, eventually, form, http, member, onCleanup, skipWithoutEtcd, watcherCount } from './harness.js';
+import { cleanup, etcdctlV3, eventually, form, http, member, onCleanup, skipWithoutEtcd, watcherCount } from './harness.js';
 import type { LocalEtcd, RawResponse } from './harness.js';
 
 const example = (name: string): string => fileURLToPath(new URL(`../../examples/${name}`, import.meta.url));
@@ -178,19 +178,6 @@ describe('the embedding examples, each its own process, against a real etcd memb
     }
   });
 });
-
-/** `ETCDCTL_API=3 etcdctl ...` with short timeouts (10 s bound in all); resolves with its exit code, stderr and duration. */
-function etcdctlV3(endpoint: string, args: string[]): Promise<{ code: number; stderr: string; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    execFile(
-      'etcdctl',
-      [`--endpoints=${endpoint}`, '--dial-timeout=3s', '--command-timeout=4s', ...args],
-      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 10000 },
-      (err, _stdout, stderr) => resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stderr, ms: Date.now() - started }),
-    );
-  });
-}
 
 /** Runs an example to its exit (15 s bound) and resolves with its exit code and stderr. */
 function spawnAndWait(file: string, args: string[]): Promise<{ code: number | null; stderr: string }> {

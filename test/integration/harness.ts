@@ -12,14 +12,15 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { Resolver } from 'node:dns/promises';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { etcdInstalled, freePort, startCluster, startEtcd } from '../../examples/local-etcd.js';
 import type { LocalEtcd, LocalEtcdOptions } from '../../examples/local-etcd.js';
 import { createProxy } from '../../src/index.js';
-import type { CreateProxyOptions, EtcdV2Proxy } from '../../src/index.js';
+import type { CreateProxyOptions, EndpointBalancer, EtcdV2Proxy, V2ProxyHandler } from '../../src/index.js';
 
 export { freePort };
 export type { LocalEtcd } from '../../examples/local-etcd.js';
@@ -130,6 +131,41 @@ export function etcdctl(endpoint: string, args: readonly string[]): Promise<{ co
       },
     );
   });
+}
+
+/** `ETCDCTL_API=3 etcdctl --endpoints=<endpoint> ...args` with short gRPC timeouts (10 s bound in all): exit code, stderr, duration. */
+export function etcdctlV3(endpoint: string, args: readonly string[]): Promise<{ code: number; stderr: string; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    execFile(
+      'etcdctl',
+      [`--endpoints=${endpoint}`, '--dial-timeout=3s', '--command-timeout=4s', ...args],
+      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 10000 },
+      (err, _stdout, stderr) => resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stderr, ms: Date.now() - started }),
+    );
+  });
+}
+
+/**
+ * Serves an embedded `handler.handle` on a plain node:http server at
+ * 127.0.0.1:0; `cleanup()` closes the server, the handler and the balancer.
+ */
+export async function serveHandler(handler: V2ProxyHandler, balancer: EndpointBalancer): Promise<string> {
+  const server = createServer(handler.handle);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        handler.close();
+        balancer.close();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  );
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 /** Polls `check` every 50 ms until it returns true, failing after `timeoutMs`. */

@@ -12,7 +12,19 @@ import { after, before, describe, it } from 'node:test';
 import { Counter, Registry } from 'prom-client';
 import { EndpointBalancer, PROXY_READY_PATH, ProxyMetrics, V2ProxyHandler } from '../../src/index.js';
 import type { ProxyReadiness } from '../../src/index.js';
-import { cleanup, eventually, form, freePort, http, member, onCleanup, proxy, skipWithoutEtcd, tempDir } from './harness.js';
+import {
+  cleanup,
+  eventually,
+  form,
+  freePort,
+  http,
+  member,
+  onCleanup,
+  proxy,
+  serveHandler,
+  skipWithoutEtcd,
+  tempDir,
+} from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 /** `etcd --proxy on` (etcd's own Go proxy) on a free 127.0.0.1 port; stopped by its PID in cleanup(). */
@@ -326,15 +338,8 @@ describe(`readiness: GET ${PROXY_READY_PATH}`, { skip: skipWithoutEtcd }, () => 
   it('503 and ready: false while no endpoint is known (an embedded handler without a resolver)', async () => {
     const balancer = new EndpointBalancer();
     const handler = new V2ProxyHandler({ balancer });
-    const server = createServer(handler.handle);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-    onCleanup(() => new Promise<void>((resolve) => {
-      handler.close();
-      balancer.close();
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }));
-    const res = await http(`http://127.0.0.1:${(server.address() as AddressInfo).port}${PROXY_READY_PATH}`);
+    const url = await serveHandler(handler, balancer);
+    const res = await http(`${url}${PROXY_READY_PATH}`);
     assert.equal(res.status, 503);
     assert.deepEqual(res.json(), {
       ready: false,

@@ -4,12 +4,20 @@
  * member can cause) and clientAborted.
  */
 import assert from 'node:assert/strict';
-import { createServer, request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { EndpointBalancer, UpstreamError, V2ProxyHandler } from '../../src/index.js';
 import type { ClientAbortedEvent, DroppedEvent, ForwardedEvent, RetriedEvent, V2ProxyHandlerOptions } from '../../src/index.js';
-import { cleanup, eventually, form, freePort, http, member, onCleanup, skipWithoutEtcd } from './harness.js';
+import {
+  cleanup,
+  eventually,
+  form,
+  freePort,
+  http,
+  member,
+  serveHandler,
+  skipWithoutEtcd,
+} from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 interface Recorded {
@@ -34,15 +42,8 @@ async function embed(endpoints: readonly string[], options: Omit<V2ProxyHandlerO
   handler.on('retried', (e) => events.retried.push(e));
   handler.on('dropped', (e) => events.dropped.push(e));
   handler.on('clientAborted', (e) => events.aborted.push(e));
-  const server = createServer(handler.handle);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  onCleanup(() => new Promise<void>((resolve) => {
-    handler.close();
-    balancer.close();
-    server.close(() => resolve());
-    server.closeAllConnections();
-  }));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, handler, events };
+  const url = await serveHandler(handler, balancer);
+  return { url, handler, events };
 }
 
 describe('request events of V2ProxyHandler, with their payloads', { skip: skipWithoutEtcd }, () => {

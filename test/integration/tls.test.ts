@@ -5,17 +5,27 @@
  * made by openssl in a temporary directory (tls-certs.ts).
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startEtcd } from '../../examples/local-etcd.js';
 import { ClusterUnreachableError, createProxy, EndpointBalancer, UpstreamError, V2ProxyHandler, V3_REFUSAL_MESSAGE } from '../../src/index.js';
 import type { CreateProxyOptions, DroppedEvent, RetriedEvent, TlsClientErrorEvent } from '../../src/index.js';
-import { cleanup, etcdctl, form, freePort, http, onCleanup, proxy, skipWithoutEtcd, tempDir } from './harness.js';
+import {
+  cleanup,
+  etcdctl,
+  etcdctlV3,
+  form,
+  freePort,
+  http,
+  onCleanup,
+  proxy,
+  serveHandler,
+  skipWithoutEtcd,
+  tempDir,
+} from './harness.js';
 import type { LocalEtcd, RawResponse } from './harness.js';
 import { makeTlsFixture } from './tls-certs.js';
 import type { CertPair, TlsFixture } from './tls-certs.js';
@@ -91,18 +101,6 @@ async function tlsCluster(certs: TlsFixture, size: number): Promise<LocalEtcd[]>
   for (const m of members) onCleanup(() => m.stop());
   await Promise.all(members.map((m) => waitHealthyTls(m, certs)));
   return members;
-}
-
-function etcdctlV3(endpoint: string, args: string[]): Promise<{ code: number; stderr: string; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    execFile(
-      'etcdctl',
-      [`--endpoints=${endpoint}`, '--dial-timeout=3s', '--command-timeout=4s', ...args],
-      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 10000 },
-      (err, _stdout, stderr) => resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stderr, ms: Date.now() - started }),
-    );
-  });
 }
 
 describe('TLS both ways against an etcd cluster with TLS on its client and peer ports', { skip: skipWithoutEtcd }, () => {
@@ -320,15 +318,7 @@ describe('TLS both ways against an etcd cluster with TLS on its client and peer 
         const handler = new V2ProxyHandler({ balancer });
         const retried: RetriedEvent[] = [];
         handler.on('retried', (e) => retried.push(e));
-        const server = createServer(handler.handle);
-        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-        onCleanup(() => new Promise<void>((resolve) => {
-          handler.close();
-          balancer.close();
-          server.close(() => resolve());
-          server.closeAllConnections();
-        }));
-            const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+        const url = await serveHandler(handler, balancer);
         const res = await http(`${url}/v2/keys/tls/queue`, { method: 'POST', body: form({ value: 'once' }) });
         assert.equal(res.status, 201, res.body);
         assert.equal(retried.length, 1);

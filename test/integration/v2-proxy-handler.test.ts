@@ -4,33 +4,24 @@
  * 502 case, a ClusterResolver asking real members).
  */
 import assert from 'node:assert/strict';
-import { createServer, request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { waitHealthy } from '../../examples/local-etcd.js';
 import { ClusterResolver, EndpointBalancer, UpstreamError, V2ProxyHandler } from '../../src/index.js';
 import type { Endpoint, EndpointBalancerOptions, V2ProxyHandlerOptions } from '../../src/index.js';
-import { cleanup, form, freePort, http, member, onCleanup, proxy, skipWithoutEtcd, tempDir } from './harness.js';
+import {
+  cleanup,
+  form,
+  freePort,
+  http,
+  member,
+  onCleanup,
+  proxy,
+  serveHandler,
+  skipWithoutEtcd,
+  tempDir,
+} from './harness.js';
 import type { LocalEtcd, RawResponse } from './harness.js';
-
-/** Serves `handler.handle` on 127.0.0.1:0; the server, handler and balancer are closed by cleanup(). */
-async function serve(handler: V2ProxyHandler, balancer: EndpointBalancer): Promise<string> {
-  const server = createServer(handler.handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  onCleanup(
-    () =>
-      new Promise<void>((resolve) => {
-        handler.close();
-        balancer.close();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  );
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
 
 /** A balancer, a handler over it and a server for it. */
 async function embed(
@@ -40,7 +31,7 @@ async function embed(
 ): Promise<{ url: string; balancer: EndpointBalancer; handler: V2ProxyHandler }> {
   const balancer = new EndpointBalancer(endpoints === undefined ? balancerOptions : { ...balancerOptions, endpoints });
   const handler = new V2ProxyHandler({ balancer, ...options });
-  return { url: await serve(handler, balancer), balancer, handler };
+  return { url: await serveHandler(handler, balancer), balancer, handler };
 }
 
 /** A client URL on 127.0.0.1 that nothing listens on (connections are refused). */
@@ -139,7 +130,7 @@ describe('V2ProxyHandler embedded in a plain node:http server', { skip: skipWith
     const balancer = new EndpointBalancer();
     resolver.on('members', (snapshot) => balancer.setEndpoints(snapshot.clientUrls));
     const handler = new V2ProxyHandler({ balancer });
-    const url = await serve(handler, balancer);
+    const url = await serveHandler(handler, balancer);
     await resolver.start();
     const advertised = ports.map((x) => x.advertised).sort();
     assert.deepEqual(balancer.endpoints.map((e) => e.url).sort(), advertised);

@@ -1,19 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { V3_REFUSAL_MESSAGE } from '../../src/index.js';
-import { cleanup, etcdctl, http, member, proxy, skipWithoutEtcd, tempDir } from './harness.js';
+import { cleanup, etcdctl, etcdctlV3, http, member, proxy, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
-
-function etcdctlV3(endpoint: string, args: string[]): Promise<{ code: number; stderr: string; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    execFile('etcdctl', [`--endpoints=${endpoint}`, '--dial-timeout=3s', '--command-timeout=4s', ...args], { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 10000 }, (err, _stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stderr, ms: Date.now() - started });
-    });
-  });
-}
 
 /** Sends raw bytes on one connection, `gapMs` apart, and resolves with what was read once `done(read)` holds (5 s bound). */
 function rawExchange(url: string, pieces: string[], gapMs: number, done: (read: string) => boolean): Promise<string> {

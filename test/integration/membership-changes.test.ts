@@ -6,7 +6,8 @@
  * the cluster file follows; a bounded load sees no request fail because of
  * the changes, except requests already on a member at the moment it was
  * removed (etcd's own 500 "server stopped", or the proxy's 502 for a write
- * that may have reached it, which is never sent twice): those are counted
+ * that may have reached it, which is never sent twice) and writes left
+ * unanswered during the leader election a removal causes: those are counted
  * and listed; a restart
  * reaches the new cluster when every member of the original --initial-cluster
  * is gone. Then: when no peer answers /members, the proxy keeps the last
@@ -96,8 +97,9 @@ function startLoad(url: string, workers = 2, maxRequests = 20000): { stop(): Pro
 /**
  * Whether a non-2xx answer is about a request that was already on a member
  * when it was removed (or during the leader election a removal causes): etcd's
- * own 5xx (`server stopped`, `request timed out`), or the proxy's 502/504 for
- * a write that may have reached a removed member, which it does not send twice.
+ * own 5xx (`server stopped`, `request timed out`), the proxy's 502/504 for
+ * a write that may have reached a removed member, which it does not send twice,
+ * or the proxy's 504 for a write left unanswered during that election.
  */
 function inFlightOnRemoval(answer: { status: number; body: string }, removedClientUrls: ReadonlySet<string>): boolean {
   let parsed: { errorCode?: unknown; cause?: unknown; message?: unknown } = {};
@@ -110,7 +112,13 @@ function inFlightOnRemoval(answer: { status: number; body: string }, removedClie
     return /^etcdserver: (server stopped|request timed out|leader changed)/.test(String(parsed.cause));
   }
   const message = String(parsed.message);
-  if ((answer.status === 502 || answer.status === 504) && /may have reached etcd.*not re-sent/.test(message)) {
+  if (!/may have reached etcd.*not re-sent/.test(message)) return false;
+  // The proxy's 504 for a write that got no answer within responseTimeout is
+  // its earlier form of etcd's own "request timed out" (which etcd sends after
+  // ~7 s when a proposal was dropped during the election a removal causes):
+  // counted the same way, whichever member the write was on.
+  if (answer.status === 504 && /no response headers within/.test(message)) return true;
+  if (answer.status === 502 || answer.status === 504) {
     return [...removedClientUrls].some((u) => message.includes(`to ${u} `));
   }
   return false;

@@ -7,7 +7,7 @@ import { corsOption, isPreflight } from './cors.js';
 import type { CorsPolicy } from './cors.js';
 import type { EndpointBalancer } from './endpoint-balancer.js';
 import { InvalidOptionError } from './errors.js';
-import { forwardRequest, rawHeader } from './forward-request.js';
+import { forwardDeadlines, forwardRequest, rawHeader } from './forward-request.js';
 import type { ForwardSettings } from './forward-request.js';
 import { sendJsonError } from './json-error.js';
 import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
@@ -167,12 +167,16 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     }
     this.resolver = options.resolver;
     this.maxBodyBytes = positiveIntegerOption('maxBodyBytes', options.maxBodyBytes, 10 * 1024 * 1024);
+    const dialTimeout = durationOption('dialTimeout', options.dialTimeout, 1000, 1);
+    const writeTimeout = durationOption('writeTimeout', options.writeTimeout, 5000);
+    const responseTimeout = durationOption('responseTimeout', options.responseTimeout, 10000);
     this.settings = {
       balancer,
-      dialTimeout: durationOption('dialTimeout', options.dialTimeout, 1000, 1),
-      writeTimeout: durationOption('writeTimeout', options.writeTimeout, 5000),
+      dialTimeout,
+      writeTimeout,
       readTimeout: durationOption('readTimeout', options.readTimeout, 0),
-      responseTimeout: durationOption('responseTimeout', options.responseTimeout, 10000),
+      responseTimeout,
+      deadlines: forwardDeadlines(dialTimeout, writeTimeout, responseTimeout),
       via: `1.1 etcd-v2-proxy-${proxyIdOption(options.proxyId)}`,
       events: this,
       inFlight: new Set<ClientRequest>(),
@@ -221,6 +225,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     for (const up of this.settings.inFlight) up.destroy();
     this.settings.inFlight.clear();
     this.settings.watches.clear();
+    this.settings.deadlines.close();
   }
 
   private serve(req: IncomingMessage, res: ServerResponse): void {

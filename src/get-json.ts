@@ -1,6 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
 import type { LookupFunction } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { explainTlsFailure, tlsConnectOptions } from './tls-options.js';
@@ -145,13 +146,17 @@ export function getJson(url: string, options: GetJsonOptions): Promise<JsonRespo
         fail(new Error(`proxy ${proxy.origin} answered CONNECT ${authority} with ${res.statusCode}`));
         return;
       }
-      const servername = target.hostname.replace(/^\[|\]$/g, '');
+      // The certificate is checked against `host` (servername || host); SNI carries
+      // host names only (RFC 6066: node warns, DEP0123, when given an IP address).
+      const host = target.hostname.replace(/^\[|\]$/g, '');
       const req = httpsRequest(url, {
         method: 'GET',
-        agent: false,
+        // No `agent` (not even false, which makes a new Agent that ignores
+        // createConnection and dials the target directly): the request must
+        // use the tunnel's socket.
         headers,
         signal,
-        createConnection: () => tlsConnect({ socket, servername, ...tlsOptions }),
+        createConnection: () => tlsConnect({ socket, host, ...(isIP(host) === 0 ? { servername: host } : {}), ...tlsOptions }),
       });
       current = req;
       req.on('error', failTls);

@@ -7,21 +7,26 @@
  * forward proxy (--discovery-proxy), and not at all when a cluster file wins.
  * Bad input: an unreachable service (bounded), a missing or bad size key,
  * duplicate names, too few registrations within the bound, a URL that is not
- * an etcd keys directory.
+ * an etcd keys directory. Last, an https:// discovery URL (an etcd member
+ * serving TLS with the harness's certificates) reached through a forward
+ * proxy's CONNECT tunnels, and a forward proxy that refuses the CONNECT.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createServer, request as httpRequest } from 'node:http';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, Server } from 'node:http';
+import { connect } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createProxy, discoverCluster, DiscoveryError } from '../../src/index.js';
 import type { DiscoveryProgress, DiscoveryRetry, EtcdV2Proxy } from '../../src/index.js';
-import { cleanup, eventually, form, freePort, http, member, onCleanup, proxy, skipWithoutEtcd, tempDir } from './harness.js';
+import { cleanup, eventually, form, freePort, http, member, onCleanup, proxy, skipWithoutEtcd, startCli, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
+import { makeTlsFixture } from './tls-certs.js';
+import type { TlsFixture } from './tls-certs.js';
 
 /** A new discovery directory on the discovery member, with `_config/size` set to `size` (as a string, to allow bad values). */
 async function newToken(disc: LocalEtcd, size: string): Promise<string> {
@@ -303,5 +308,187 @@ describe('discovery URL (etcd --discovery)', { skip: skipWithoutEtcd }, () => {
         return true;
       });
     });
+  });
+});
+
+/** A forward proxy that only tunnels (CONNECT); see {@link connectProxy}. */
+interface ConnectProxy {
+  /** `http://127.0.0.1:<port>`, for `discoveryProxy`. */
+  readonly url: string;
+  /** The target of every CONNECT received (`host:port`), in order. */
+  readonly connects: string[];
+  /** Bytes the client sent into each tunnel, by the index of its CONNECT (0 when refused). */
+  readonly tunneled: number[];
+  /** Every other request received (`METHOD url`): answered 405. */
+  readonly others: string[];
+  /** The status CONNECT gets: 200 opens the tunnel, anything else refuses it. */
+  answer: number;
+}
+
+/**
+ * A fake that stands in for the operator's HTTP forward proxy, which no etcd
+ * component provides: node:http answering CONNECT `127.0.0.1:<port>` with 200
+ * and a tunnel piped to that port on 127.0.0.1 (nowhere else), any other
+ * target with 403, and recording each CONNECT and the bytes sent into its
+ * tunnel. `cleanup()` closes it, open tunnels included.
+ */
+async function connectProxy(): Promise<ConnectProxy> {
+  const sockets = new Set<Socket>();
+  const track = (socket: Socket): void => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+  };
+  const state = { url: '', connects: [] as string[], tunneled: [] as number[], others: [] as string[], answer: 200 };
+  const server = createServer((req, res) => {
+    state.others.push(`${req.method} ${req.url}`);
+    res.writeHead(405, { Connection: 'close' }).end();
+  });
+  server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => {
+    track(client);
+    const target = req.url ?? '';
+    const index = state.connects.push(target) - 1;
+    state.tunneled[index] = head.length;
+    const port = /^127\.0\.0\.1:(\d+)$/.exec(target)?.[1];
+    if (state.answer !== 200 || port === undefined) {
+      const status = state.answer === 200 ? 403 : state.answer;
+      client.end(`HTTP/1.1 ${status} Refused by the test's proxy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      return;
+    }
+    const upstream = connect(Number(port), '127.0.0.1', () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) upstream.write(head);
+      client.on('data', (chunk: Buffer) => (state.tunneled[index]! += chunk.length));
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    track(upstream);
+    upstream.once('close', () => client.destroy());
+    client.once('close', () => upstream.destroy());
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', () => done()));
+  onCleanup(
+    () =>
+      new Promise<void>((done) => {
+        for (const socket of sockets) socket.destroy();
+        server.closeAllConnections();
+        server.close(() => done());
+      }),
+  );
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return state;
+}
+
+describe('an https:// discovery URL through a forward proxy (--discovery-proxy, CONNECT)', { skip: skipWithoutEtcd }, () => {
+  after(cleanup);
+  let certs: TlsFixture;
+  /** The member the discovery URL lists. */
+  let target: LocalEtcd;
+  let tlsPort: number;
+  /** `https://127.0.0.1:<tlsPort>/v2/keys/discovery/<token>`. */
+  let httpsUrl: string;
+  let fwd: ConnectProxy;
+
+  before(async () => {
+    certs = await makeTlsFixture(await tempDir('etcd-v2-proxy-disc-tls-'));
+    // The discovery service: one etcd member serving its client API over https
+    // (the harness's server certificate, no client certificate asked) and,
+    // for this test's own set-up with newToken and register, over http.
+    const clientPort = await freePort();
+    tlsPort = await freePort();
+    const disc = await member({
+      name: 'discovery-tls',
+      clientPort,
+      extraArgs: [
+        '--listen-client-urls', `http://127.0.0.1:${clientPort},https://127.0.0.1:${tlsPort}`,
+        '--cert-file', certs.server.cert, '--key-file', certs.server.key,
+      ],
+    });
+    target = await member({ name: 'found' });
+    const httpUrl = await newToken(disc, '1');
+    await register(httpUrl, 'aaaa', `${target.name}=${target.peerUrl}`);
+    httpsUrl = httpUrl.replace(disc.clientUrl, `https://127.0.0.1:${tlsPort}`);
+    fwd = await connectProxy();
+  });
+
+  it('the CLI (CA trusted with NODE_EXTRA_CA_CERTS): both discovery requests go through CONNECT tunnels to the etcd host:port, then it serves', async () => {
+    fwd.answer = 200;
+    fwd.connects.length = 0;
+    fwd.tunneled.length = 0;
+    const listen = `http://127.0.0.1:${await freePort()}`;
+    // Like etcd's (Go's system roots), discovery trusts the default CAs: the
+    // operator adds a private CA to them, here with NODE_EXTRA_CA_CERTS.
+    const cli = await startCli(
+      ['--listen-client-urls', listen, '--discovery', httpsUrl, '--discovery-proxy', fwd.url, '--data-dir', join(await tempDir(), 'cli')],
+      { NODE_EXTRA_CA_CERTS: certs.ca },
+    );
+    const log = cli.log();
+    assert.ok(log.includes(`I | proxy: using peer urls [${target.peerUrl}] from discovery URL ${httpsUrl}`), log);
+    assert.ok(log.includes(`I | proxy: discovery went through proxy "${fwd.url}"`), log);
+    assert.ok(log.includes(`I | proxy: endpoints found ["${target.clientUrl}"]`), log);
+    // Nothing else on stderr: no retry, no warning (node's DEP0123 for an IP address as TLS server name included).
+    assert.doesNotMatch(log, / W \| |Warning/);
+    // GET <url>/_config/size and GET <url>, one tunnel each, each carrying its request (TLS);
+    // /members went to the peer directly.
+    assert.deepEqual(fwd.connects, [`127.0.0.1:${tlsPort}`, `127.0.0.1:${tlsPort}`]);
+    assert.ok(fwd.tunneled.every((bytes) => bytes > 0), `bytes sent into each tunnel: ${fwd.tunneled.join(', ')}`);
+    assert.deepEqual(fwd.others, []);
+    assert.equal(await setAndGet(listen, 'disc-https', 'h'), 'h');
+    await cli.stop();
+    assert.match(cli.log(), /received SIGTERM, shutting down/);
+  });
+
+  it('the CA not trusted: the certificate is checked inside the tunnel, and the error says so', async () => {
+    fwd.answer = 200;
+    fwd.connects.length = 0;
+    fwd.tunneled.length = 0;
+    await assert.rejects(discoverCluster({ url: httpsUrl, proxy: fwd.url, timeout: 1000 }), (err: unknown) => {
+      assert.ok(err instanceof DiscoveryError, String(err));
+      assert.equal(err.reason, 'unreachable');
+      assert.ok(
+        err.message.includes(`last error: GET ${httpsUrl}/_config/size: TLS: the server's certificate is not signed by a trusted CA (wrong CA?)`),
+        err.message,
+      );
+      return true;
+    });
+    assert.ok(fwd.connects.length >= 1 && fwd.connects.every((c) => c === `127.0.0.1:${tlsPort}`), fwd.connects.join(' '));
+    assert.ok(fwd.tunneled.every((bytes) => bytes > 0), `bytes sent into each tunnel: ${fwd.tunneled.join(', ')}`);
+  });
+
+  it('a forward proxy that refuses the CONNECT (403): retried, then a DiscoveryError naming the proxy and the status', async () => {
+    fwd.answer = 403;
+    fwd.connects.length = 0;
+    fwd.tunneled.length = 0;
+    const retries: DiscoveryRetry[] = [];
+    const started = Date.now();
+    const refused = `proxy ${fwd.url} answered CONNECT 127.0.0.1:${tlsPort} with 403`;
+    try {
+      await assert.rejects(
+        createProxy({
+          listenClientUrls: ['http://127.0.0.1:0'],
+          discovery: httpsUrl,
+          discoveryProxy: fwd.url,
+          discoveryTimeout: 1500,
+          listeners: { discoveryRetry: (r) => retries.push(r) },
+        }),
+        (err: unknown) => {
+          assert.ok(err instanceof DiscoveryError, String(err));
+          assert.equal(err.reason, 'unreachable');
+          assert.equal(err.url, httpsUrl);
+          assert.ok(err.message.startsWith(`discovery ${httpsUrl}: no usable answer within 1500 ms (the discovery timeout)`), err.message);
+          assert.ok(err.message.endsWith(`last error: GET ${httpsUrl}/_config/size: ${refused}`), err.message);
+          return true;
+        },
+      );
+    } finally {
+      fwd.answer = 200;
+    }
+    const took = Date.now() - started;
+    assert.ok(took < 4000, `took ${took} ms`);
+    assert.ok(retries.length >= 2, `${retries.length} retries`);
+    assert.equal(retries[0]!.error.message, `GET ${httpsUrl}/_config/size: ${refused}`);
+    assert.ok(fwd.connects.length >= retries.length && fwd.connects.every((c) => c === `127.0.0.1:${tlsPort}`), fwd.connects.join(' '));
+    assert.deepEqual(fwd.others, []);
+    console.log(`# CONNECT refused: DiscoveryError after ${took} ms, ${retries.length} retries, ${fwd.connects.length} CONNECTs`);
   });
 });

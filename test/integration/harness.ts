@@ -17,6 +17,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { etcdInstalled, freePort, startCluster, startEtcd } from '../../examples/local-etcd.js';
 import type { LocalEtcd, LocalEtcdOptions } from '../../examples/local-etcd.js';
 import { createProxy } from '../../src/index.js';
@@ -287,14 +288,16 @@ async function freePortForDns(): Promise<number> {
 
 /**
  * Starts a helper process (etcd's Go proxy, dnsmasq...) with its output
- * captured. `stop()` sends SIGTERM to its PID, SIGKILL after 5 s, and waits
- * for it to exit; it is idempotent. The caller registers it for clean-up.
+ * captured, `env` added to the environment. `stop()` sends SIGTERM to its
+ * PID, SIGKILL after 5 s, and waits for it to exit; it is idempotent. The
+ * caller registers it for clean-up.
  */
 export function spawnProcess(
   command: string,
   args: readonly string[],
+  env?: Readonly<Record<string, string>>,
 ): { pid: number; log(): string; exited: Promise<void>; stop(): Promise<void> } {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env === undefined ? {} : { env: { ...process.env, ...env } }) });
   let output = '';
   child.stdout.on('data', (b: Buffer) => (output += b.toString()));
   child.stderr.on('data', (b: Buffer) => (output += b.toString()));
@@ -310,4 +313,23 @@ export function spawnProcess(
       clearTimeout(kill);
     })());
   return { pid: child.pid ?? -1, log: () => output, exited, stop };
+}
+
+/**
+ * Starts examples/cli.ts as its own process (`node --import tsx`, `env` added
+ * to the environment) and waits, 20 s at most, for its "listening for client
+ * requests" line; `cleanup()` stops it (SIGTERM to its PID). Throws with its
+ * output when it exits or stays silent instead.
+ */
+export async function startCli(args: readonly string[], env?: Readonly<Record<string, string>>): Promise<ReturnType<typeof spawnProcess>> {
+  const cli = spawnProcess(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../../examples/cli.ts', import.meta.url)), ...args], env);
+  cleanups.push(cli.stop);
+  let gone = false;
+  void cli.exited.then(() => (gone = true));
+  const deadline = Date.now() + 20000;
+  while (!cli.log().includes('listening for client requests')) {
+    if (gone || Date.now() > deadline) throw new Error(`examples/cli.ts ${gone ? 'exited' : 'was not listening after 20 s'}:\n${cli.log()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cli;
 }

@@ -119,6 +119,9 @@ export function dnsResolver(servers: unknown, timeout = 5000, option = 'dnsServe
   servers.forEach((s: unknown, i) => {
     try {
       if (typeof s !== 'string') throw new Error(`${describe(s)} is not a string`);
+      // node's setServers aborts the process (a failed C++ assertion) on port 0 and wraps ports above 65535.
+      const port = /^(?:\[[^\]]*\]|[^:]*):(\d+)$/.exec(s)?.[1];
+      if (port !== undefined && !(Number(port) >= 1 && Number(port) <= 65535)) throw new Error(`port ${port} is not 1-65535`);
       resolver.setServers([s]);
     } catch (err) {
       throw new InvalidOptionError(`${option}[${i}]`, `expected "ip" or "ip:port" ("[ipv6]:port"), got ${describe(s)} (${(err as Error).message})`);

@@ -94,6 +94,12 @@ describe('createProxy: discovery options are checked before anything starts', ()
       option: 'dnsServers[1]',
       message: 'invalid option dnsServers[1]: expected "ip" or "ip:port" ("[ipv6]:port"), got "dns.example.com" (Invalid IP address: dns.example.com)',
     },
+    // Given to node's Resolver.setServers as is, port 0 aborted the whole process.
+    {
+      options: { discoverySrv: 'example.com', dnsServers: ['127.0.0.1:0'] },
+      option: 'dnsServers[0]',
+      message: 'invalid option dnsServers[0]: expected "ip" or "ip:port" ("[ipv6]:port"), got "127.0.0.1:0" (port 0 is not 1-65535)',
+    },
     {
       options: { discovery: dead, discoveryTimeout: -1 },
       option: 'discoveryTimeout',

@@ -4,6 +4,7 @@
  * pages often carry a typographic dash (`–proxy on`): that is read as `--`
  * with a warning. Anything else that is not a known flag is an error naming it.
  */
+import { isIP } from 'node:net';
 import { parseInitialCluster } from '../src/index.js';
 import type { CreateProxyOptions } from '../src/index.js';
 
@@ -40,6 +41,12 @@ export const FLAGS: Record<string, FlagSpec> = {
   'discovery-proxy': { group: 'Clustering', value: 'url', default: '', help: 'HTTP proxy for the discovery traffic.' },
   'discovery-srv': { group: 'Clustering', value: 'domain', default: '', help: 'Domain whose DNS SRV records (_etcd-server-ssl._tcp, _etcd-server._tcp) list the peers.' },
   'discovery-srv-name': { group: 'Clustering', value: 'name', default: '', help: 'Suffix of the SRV names: _etcd-server-<name>._tcp.<domain>.' },
+  'discovery-srv-dns-servers': {
+    group: 'Clustering',
+    value: 'ip[:port],...',
+    default: '',
+    help: "Not an etcd flag (etcd asks the system's resolver): comma-separated DNS servers (ip, ip:port or [ipv6]:port) to ask for the --discovery-srv records and the peers' host names. Unset: the system's resolver.",
+  },
   'proxy': { group: 'Proxy', value: 'on|readonly', default: 'on', help: "'on' forwards everything; 'readonly' forwards GET and HEAD and answers other methods with 501." },
   'proxy-failure-wait': { group: 'Proxy', value: 'ms', default: '5000', help: 'Time an endpoint is skipped after a failure.' },
   'proxy-refresh-interval': { group: 'Proxy', value: 'ms', default: '30000', help: 'Time between membership refreshes.' },
@@ -127,6 +134,8 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
   }
   if (values.has('discovery-proxy') && !values.has('discovery')) throw new FlagError('--discovery-proxy needs --discovery');
   if (values.has('discovery-srv-name') && !values.has('discovery-srv')) throw new FlagError('--discovery-srv-name needs --discovery-srv');
+  if (values.has('discovery-srv-dns-servers') && !values.has('discovery-srv')) throw new FlagError('--discovery-srv-dns-servers needs --discovery-srv');
+  const dnsServers = values.has('discovery-srv-dns-servers') ? parseDnsServers(values.get('discovery-srv-dns-servers')!) : undefined;
   const discovering = values.has('discovery') || values.has('discovery-srv');
   const initialCluster = discovering ? undefined : (values.get('initial-cluster') ?? 'default=http://localhost:2380');
   if (initialCluster !== undefined) {
@@ -158,6 +167,7 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
       ...optional('discoveryProxy', values.get('discovery-proxy')),
       ...optional('discoverySrv', values.get('discovery-srv')),
       ...optional('discoverySrvName', values.get('discovery-srv-name')),
+      ...(dnsServers === undefined ? {} : { dnsServers }),
       dataDir,
       failureWait: ms(values, 'proxy-failure-wait', 1),
       refreshInterval: ms(values, 'proxy-refresh-interval', 1),
@@ -179,6 +189,31 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
 
 function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
+}
+
+/**
+ * `--discovery-srv-dns-servers`: comma-separated `ip`, `ip:port` or
+ * `[ipv6]:port` (what node's `Resolver.setServers` reads), each port 1-65535.
+ * Addresses only: the servers are asked before any name can be resolved.
+ */
+function parseDnsServers(raw: string): string[] {
+  const flag = '--discovery-srv-dns-servers';
+  const servers = raw.split(',').map((s) => s.trim());
+  if (raw.trim() === '') throw new FlagError(`${flag} must not be empty`);
+  for (const server of servers) {
+    if (server === '') throw new FlagError(`${flag} has an empty entry in "${raw}"`);
+    // A bare IPv6 address; with a port it takes brackets, as in [::1]:53.
+    if (isIP(server) === 6) continue;
+    const m = /^\[([^\]]*)\](?::(\d*))?$/.exec(server) ?? /^([^:[\]]*)(?::(\d*))?$/.exec(server);
+    if (m === null || isIP(m[1]!) !== (server.startsWith('[') ? 6 : 4)) {
+      throw new FlagError(`${flag}: "${server}" is not an IP address, ip:port or [ipv6]:port (DNS servers are given by address)`);
+    }
+    const port = m[2];
+    if (port !== undefined && (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)) {
+      throw new FlagError(`${flag}: "${server}": the port must be 1-65535, got "${port}"`);
+    }
+  }
+  return servers;
 }
 
 function ms(values: Map<string, string>, flag: string, min: number): number {

@@ -34,6 +34,7 @@ const FLAG_OF: Record<string, string> = {
   discoveryProxy: '--discovery-proxy',
   discoverySrv: '--discovery-srv',
   discoverySrvName: '--discovery-srv-name',
+  dnsServers: '--discovery-srv-dns-servers',
   dataDir: '--data-dir',
   failureWait: '--proxy-failure-wait',
   refreshInterval: '--proxy-refresh-interval',
@@ -76,7 +77,7 @@ async function main(argv: readonly string[]): Promise<void> {
   }
 
   // Nothing is printed before createProxy: a bad option must stay a one-line error.
-  const { discovery, discoveryProxy, discoverySrv, discoverySrvName } = flags.options;
+  const { discovery, discoveryProxy, discoverySrv, discoverySrvName, dnsServers } = flags.options;
   let proxy: EtcdV2Proxy;
   try {
     proxy = await createProxy({
@@ -105,7 +106,7 @@ async function main(argv: readonly string[]): Promise<void> {
     'cluster-file': ` from cluster file "${proxy.clusterFile}"`,
     'initial-cluster': '',
     'discovery': ` from discovery URL ${discovery}`,
-    'discovery-srv': ` from DNS SRV records ${srvNames?.https} and ${srvNames?.http}`,
+    'discovery-srv': ` from DNS SRV records ${srvNames?.https} and ${srvNames?.http}${dnsServers === undefined ? '' : ` (asked DNS server(s) ${dnsServers.join(' ')})`}`,
   }[proxy.peerUrlsSource];
   log('I', `using peer urls ${list(proxy.bootstrapPeerUrls)}${source}`);
   log('I', `endpoints found ${quoted(proxy.balancer.endpoints.map((e) => e.url))}`);

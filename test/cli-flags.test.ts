@@ -44,6 +44,13 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     assert.equal('discovery' in f.options, false);
   });
 
+  test('--discovery-srv-dns-servers: a comma list of ip, ip:port and [ipv6]:port, given to createProxy as dnsServers', () => {
+    const f = parseFlags(['--discovery-srv', 'example.com', '--discovery-srv-dns-servers', '127.0.0.1:5353, 10.0.0.53,[::1]:53,fd00::53']);
+    assert.deepEqual(f.options.dnsServers, ['127.0.0.1:5353', '10.0.0.53', '[::1]:53', 'fd00::53']);
+    assert.equal(f.options.discoverySrv, 'example.com');
+    assert.equal('dnsServers' in parseFlags(['--discovery-srv', 'example.com']).options, false);
+  });
+
   test('a comma list of listen URLs', () => {
     const f = parseFlags(['--listen-client-urls', 'http://127.0.0.1:1,http://127.0.0.1:2']);
     assert.deepEqual(f.options.listenClientUrls, ['http://127.0.0.1:1', 'http://127.0.0.1:2']);
@@ -57,6 +64,16 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     [['--discovery', 'http://x/d', '--discovery-srv', 'example.com'], /^--discovery and --discovery-srv are both given/],
     [['--discovery-srv-name', 'blue'], /^--discovery-srv-name needs --discovery-srv$/],
     [['--discovery-proxy', 'http://127.0.0.1:3128'], /^--discovery-proxy needs --discovery$/],
+    [['--discovery-srv-dns-servers', '127.0.0.1'], /^--discovery-srv-dns-servers needs --discovery-srv$/],
+    [['--discovery', 'http://x/d', '--discovery-srv-dns-servers', '127.0.0.1'], /^--discovery-srv-dns-servers needs --discovery-srv$/],
+    [['--discovery-srv', 'example.com', '--discovery-srv-dns-servers', 'dns.example.com'], /^--discovery-srv-dns-servers: "dns\.example\.com" is not an IP address, ip:port or \[ipv6\]:port/],
+    [['--discovery-srv', 'example.com', '--discovery-srv-dns-servers', '127.0.0.1:5353,10.0.0'], /^--discovery-srv-dns-servers: "10\.0\.0" is not an IP address/],
+    [['--discovery-srv', 'example.com', '--discovery-srv-dns-servers', '[127.0.0.1]:53'], /^--discovery-srv-dns-servers: "\[127\.0\.0\.1\]:53" is not an IP address/],
+    [['--discovery-srv', 'example.com', '--discovery-srv-dns-servers', '127.0.0.1:0'], /^--discovery-srv-dns-servers: "127\.0\.0\.1:0": the port must be 1-65535, got "0"$/],
+    [['--discovery-srv', 'example.com', '--discovery-srv-dns-servers', '[::1]:65536'], /^--discovery-srv-dns-servers: "\[::1\]:65536": the port must be 1-65535, got "65536"$/],
+    [['--discovery-srv', 'example.com', '--discovery-srv-dns-servers', '127.0.0.1:'], /^--discovery-srv-dns-servers: "127\.0\.0\.1:": the port must be 1-65535, got ""$/],
+    [['--discovery-srv', 'example.com', '--discovery-srv-dns-servers', '127.0.0.1,,10.0.0.53'], /^--discovery-srv-dns-servers has an empty entry in "127\.0\.0\.1,,10\.0\.0\.53"$/],
+    [['--discovery-srv', 'example.com', '--discovery-srv-dns-servers='], /^--discovery-srv-dns-servers must not be empty$/],
     [['--discovery='], /^--discovery must not be empty$/],
     [['--discovery-srv'], /^--discovery-srv needs a value \(domain\)$/],
     [['--proxy-dial-timeout', 'abc'], /^--proxy-dial-timeout: "abc" is not a whole number of milliseconds$/],
@@ -83,9 +100,11 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     for (const group of ['Member:', 'Clustering:', 'Proxy:']) assert.ok(text.includes(group), group);
     assert.match(text, /--proxy-failure-wait <ms>\n.*default: '5000'/);
     assert.match(text, /--listen-client-urls <urls>\n.*default: 'http:\/\/localhost:2379'/);
-    for (const flag of ['discovery <url>', 'discovery-proxy <url>', 'discovery-srv <domain>', 'discovery-srv-name <name>']) {
+    for (const flag of ['discovery <url>', 'discovery-proxy <url>', 'discovery-srv <domain>', 'discovery-srv-name <name>', 'discovery-srv-dns-servers <ip\\[:port\\],...>']) {
       assert.match(text, new RegExp(`Clustering:[^]*--${flag}\n[^]*Proxy:`));
     }
     assert.ok(text.indexOf('Member:') < text.indexOf('Clustering:') && text.indexOf('Clustering:') < text.indexOf('Proxy:'));
+    // Not an etcd flag, and its help says so.
+    assert.match(text, /--discovery-srv-dns-servers <ip\[:port\],\.\.\.>\n {6}Not an etcd flag \(etcd asks the system's resolver\)/);
   });
 });

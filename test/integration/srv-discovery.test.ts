@@ -4,15 +4,17 @@
  * config file, no upstream), serving the SRV records of a real 3-member
  * cluster whose targets are host names only that dnsmasq knows (mapped to
  * 127.0.0.1). The proxy bootstraps from them, with and without a service
- * name; https and http records both count; a domain without records, and a
- * DNS server that is not there, are rejected naming what was asked.
+ * name, and so does examples/cli.ts given the server with
+ * --discovery-srv-dns-servers; https and http records both count; a domain
+ * without records, and a DNS server that is not there, are rejected naming
+ * what was asked.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createProxy, discoverSrv, SrvDiscoveryError } from '../../src/index.js';
 import type { EtcdV2Proxy } from '../../src/index.js';
-import { cleanup, cluster, dnsmasq, eventually, form, freePort, http, proxy, skipWithoutDnsmasq, tempDir } from './harness.js';
+import { cleanup, cluster, dnsmasq, eventually, form, freePort, http, proxy, skipWithoutDnsmasq, startCli, tempDir } from './harness.js';
 import type { Dnsmasq, LocalEtcd } from './harness.js';
 
 async function setAndGet(url: string, key: string, value: string): Promise<string> {
@@ -72,6 +74,29 @@ describe('DNS SRV discovery (etcd --discovery-srv) with a real dnsmasq', { skip:
     assert.equal(warnings.length, 1, warnings.join('\n'));
     assert.ok(warnings[0]!.includes(join(dataDir, 'proxy', 'cluster')), warnings[0]);
     assert.match(warnings[0]!, /^DNS SRV discovery of srv\.test ignored since the proxy has already been initialized/);
+  });
+
+  it('the CLI: --discovery-srv with --discovery-srv-dns-servers bootstraps from the records and serves a v2 set/get', async () => {
+    const listen = `http://127.0.0.1:${await freePort()}`;
+    const cli = await startCli([
+      '--listen-client-urls', listen,
+      '--discovery-srv', 'srv.test',
+      '--discovery-srv-dns-servers', dns.server,
+      '--data-dir', join(await tempDir(), 'cli'),
+    ]);
+    const log = cli.log();
+    // The peers' names are known to dnsmasq only: the flag reached the SRV lookups and the peers' name lookups.
+    assert.ok(
+      log.includes(
+        `I | proxy: using peer urls [${srvPeerUrls.join(' ')}] from DNS SRV records _etcd-server-ssl._tcp.srv.test and _etcd-server._tcp.srv.test (asked DNS server(s) ${dns.server})`,
+      ),
+      log,
+    );
+    for (const m of members) assert.ok(log.includes(JSON.stringify(m.clientUrl)), `endpoint ${m.clientUrl} in:\n${log}`);
+    assert.doesNotMatch(log, / W \| /);
+    assert.equal(await setAndGet(listen, 'srv-cli', 'c'), 'c');
+    await cli.stop();
+    assert.match(cli.log(), /received SIGTERM, shutting down/);
   });
 
   it('with discoverySrvName: _etcd-server-<name>._tcp.<domain>', async () => {

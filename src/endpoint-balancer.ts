@@ -195,7 +195,7 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
       this.stopProbing(gone);
       gone.state = 'down';
       gone.retired = true;
-      if (gone.inFlight === 0) gone.agent.destroy();
+      if (gone.inFlight === 0) gone.close();
       if (gone === this.leaderEndpoint) this.setLeader(undefined);
     }
     for (let i = next.length - 1; i > 0; i--) {
@@ -287,7 +287,7 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
     this.signal?.removeEventListener('abort', this.onAbort);
     for (const e of this.list) this.stopProbing(e);
     clearTimeout(this.leaderTimer);
-    for (const e of this.list) e.agent.destroy();
+    for (const e of this.list) e.close();
     this.cachedOrder = [];
     this.cachedCandidates = { all: [], plain: [] };
     this.removeAllListeners();

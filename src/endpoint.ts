@@ -1,10 +1,12 @@
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { InvalidOptionError } from './errors.js';
 import { explainTlsFailure, tlsConnectOptions, upstreamTlsOption } from './tls-options.js';
 import type { UpstreamTls, UpstreamTlsOptions } from './tls-options.js';
+import { UpstreamPool } from './upstream-connection.js';
+import type { UpstreamConnection, UpstreamHandler } from './upstream-connection.js';
 import { parseHostPortUrl } from './validate-options.js';
+
+/** The forwarder's way to an endpoint's pool, which is not part of the public API. */
+let poolOf: (endpoint: Endpoint) => UpstreamPool;
 
 /**
  * Health of an endpoint as the balancer sees it:
@@ -28,8 +30,6 @@ export class Endpoint {
   readonly hostname: string;
   /** TCP port to connect to. */
   readonly port: number;
-  /** Keep-alive connection pool for this endpoint. */
-  readonly agent: HttpAgent;
   /** See {@link EndpointState}. */
   state: EndpointState = 'up';
   /** True when this member is the cluster's leader, as last learned. */
@@ -44,8 +44,12 @@ export class Endpoint {
   inFlight = 0;
   /** True once the endpoint left the cluster; its pool closes when its last request ends. */
   retired = false;
-  private readonly send: (options: RequestOptions, onResponse?: (res: IncomingMessage) => void) => ClientRequest;
   private readonly tls: UpstreamTls | undefined;
+  readonly #pool: UpstreamPool;
+
+  static {
+    poolOf = (endpoint) => endpoint.#pool;
+  }
 
   /**
    * @param url - an `http://host:port` or `https://host:port` client URL.
@@ -62,26 +66,20 @@ export class Endpoint {
     this.port = Number(u.port);
     const secure = u.protocol === 'https:';
     this.tls = secure ? upstreamTlsOption(tls, 'tls') : undefined;
-    // `timeout` closes pooled sockets left idle that long; a request in flight is never cut by it.
-    // maxFreeSockets: after one event ends thousands of watches at once, their
-    // re-polls must find their connections still pooled (Node keeps 256 by
-    // default; the rest would be closed and re-dialled in a herd). Idle ones
-    // still close after idleTimeout.
-    const agentOptions = { keepAlive: true, timeout: idleTimeout, maxFreeSockets: Number.POSITIVE_INFINITY };
-    this.agent = secure ? new HttpsAgent({ ...agentOptions, ...tlsConnectOptions(this.tls) }) : new HttpAgent(agentOptions);
-    this.send = secure ? httpsRequest : httpRequest;
+    // Idle connections close after idleTimeout. There is no bound on idle ones:
+    // after one event ends thousands of watches at once, their re-polls must
+    // find their connections still pooled rather than re-dial in a herd.
+    this.#pool = new UpstreamPool({ hostname: this.hostname, port: this.port, tls: secure ? tlsConnectOptions(this.tls) : undefined, idleTimeout });
   }
 
-  /**
-   * Starts an HTTP request to this endpoint through its pool. `options` gets
-   * this endpoint's host, port and agent.
-   */
-  request(options: RequestOptions): ClientRequest {
-    options.agent = this.agent;
-    options.hostname = this.hostname;
-    options.port = this.port;
-    this.inFlight++;
-    return this.send(options);
+  /** Connections to this endpoint that are open (idle ones included). */
+  get connections(): number {
+    return this.#pool.open;
+  }
+
+  /** Closes the idle connections now, the others when their request ends. */
+  close(): void {
+    this.#pool.close();
   }
 
   /**
@@ -98,9 +96,18 @@ export class Endpoint {
     return this.state !== 'down';
   }
 
-  /** Called once per {@link Endpoint.request} when that request is over, however it ended. */
+  /** Called once per request started on this endpoint (by the forwarder) when that request is over, however it ended. */
   release(): void {
     this.inFlight--;
-    if (this.retired && this.inFlight === 0) setImmediate(() => this.agent.destroy());
+    if (this.retired && this.inFlight === 0) this.#pool.close();
   }
+}
+
+/**
+ * Starts one request to `endpoint` on a pooled connection (a new one when none
+ * is idle); `handler` hears how it goes. Pair with {@link Endpoint.release}.
+ */
+export function connectTo(endpoint: Endpoint, handler: UpstreamHandler): UpstreamConnection {
+  endpoint.inFlight++;
+  return poolOf(endpoint).acquire(handler);
 }

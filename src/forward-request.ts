@@ -1,16 +1,17 @@
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import createDebug from 'debug';
 import type { EventEmitter } from 'eventemitter3';
 import { DeadlineQueue } from './deadline-queue.js';
 import type { DeadlineNode } from './deadline-queue.js';
+import { connectTo } from './endpoint.js';
 import type { Endpoint } from './endpoint.js';
 import type { EndpointBalancer } from './endpoint-balancer.js';
 import { UpstreamError } from './errors.js';
 import { sendJsonError } from './json-error.js';
 import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
 import { isTlsHandshakeFailure } from './tls-options.js';
+import { UpstreamReadTimeout } from './upstream-connection.js';
+import type { UpstreamConnection, UpstreamHandler } from './upstream-connection.js';
 
 const debug = createDebug('etcd-v2-proxy:forward');
 
@@ -22,7 +23,7 @@ const debug = createDebug('etcd-v2-proxy:forward');
  * timeout) or when its method is GET or HEAD and nothing was sent to the
  * client yet. A POST, PUT or DELETE whose bytes may have reached a member is
  * never sent again (etcd's proxy re-sends it, which can create a second
- * in-order key for one POST: etcd-io/etcd#3169-style duplicate writes).
+ * in-order key for one POST).
  */
 
 /** Timeouts and shared state the forwarder needs; built once per handler. */
@@ -39,9 +40,9 @@ export interface ForwardSettings {
   /** `Via` entry this proxy adds, to recognise requests that loop back to it. */
   readonly via: string;
   /** Upstream requests in flight, so that `close()` can abort them. */
-  readonly inFlight: Set<ClientRequest>;
+  readonly inFlight: Set<InFlight>;
   /** The subset of `inFlight` that are long-poll watches (`wait=true`): a graceful stop aborts them at once. */
-  readonly watches: Set<ClientRequest>;
+  readonly watches: Set<InFlight>;
   /** Where request outcomes are reported (the handler itself). */
   readonly events: EventEmitter<V2ProxyHandlerEvents>;
   /** The dial, write and response-header deadlines (see {@link forwardDeadlines}). */
@@ -51,9 +52,6 @@ export interface ForwardSettings {
   /** The proxy's own CORS is configured: members' Access-Control-* headers are dropped (the handler sets the proxy's). */
   readonly stripCors: boolean;
 }
-
-/** https sockets whose TLS handshake is over: a pooled one is reused ready. */
-const secured = new WeakSet<Socket>();
 
 // Hop-by-hop headers (RFC 9110 section 7.6.1) plus Expect, which this proxy
 // answers itself (node:http sends the 100 Continue) and so must not pass on.
@@ -86,10 +84,16 @@ const enum Phase {
   Over,
 }
 
-/** The property under which node objects of one request point back to it. */
+/** The property under which the client's response points back to its exchange. */
 const EXCHANGE = Symbol('etcd-v2-proxy.exchange');
 interface Carrier {
   [EXCHANGE]?: Exchange;
+}
+
+/** A request the handler may have to abort (on close, or a watch on drain). */
+export interface InFlight {
+  /** Aborts the request's upstream connection (the client gets what a failure gets). */
+  abort(): void;
 }
 
 /** One deadline queue per timeout of the forwarder (undefined: no limit); built once per handler. */
@@ -148,32 +152,34 @@ export function forwardRequest(
 
 /**
  * One client request and its attempts, one endpoint at a time. The state
- * lives in this one object and the event listeners are shared functions
- * that find it through {@link EXCHANGE}: a request allocates no closures.
+ * lives in this one object, which is also the handler its upstream
+ * connection reports to: a request allocates no closures.
  */
-class Exchange implements DeadlineNode<Exchange> {
+class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
   dueAt = 0;
   dueQueue: DeadlineQueue<Exchange> | undefined = undefined;
   dueBefore: Exchange | undefined = undefined;
   dueAfter: Exchange | undefined = undefined;
 
   readonly method: string;
-  readonly headers: string[];
+  /** The request line and headers sent upstream, built once for every attempt. */
+  readonly head: string;
   readonly retryable: boolean;
   readonly watch: boolean;
   clientGone = false;
   /** Index in `endpoints` of the current attempt. */
   index = 0;
   endpoint: Endpoint;
-  /** The current attempt's upstream request and, once answered, its response. */
-  up: ClientRequest | undefined = undefined;
-  upRes: IncomingMessage | undefined = undefined;
+  /** The current attempt's connection. */
+  up: UpstreamConnection | undefined = undefined;
   phase = Phase.Over;
   /** The current attempt's endpoint got its `release()`. */
   released = true;
+  /** Waiting for the client's `drain` to read on. */
+  paused = false;
 
   constructor(
-    readonly req: IncomingMessage & Carrier,
+    readonly req: IncomingMessage,
     readonly res: ServerResponse & Carrier,
     /** Dropped once no retry can need it. */
     public body: Buffer[] | undefined,
@@ -183,8 +189,9 @@ class Exchange implements DeadlineNode<Exchange> {
     readonly arrived: number,
   ) {
     this.method = req.method ?? 'GET';
-    this.headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, body === undefined ? -1 : bodyLength, settings.via);
     this.retryable = SAFE_METHODS.has(this.method);
+    const headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, body === undefined ? -1 : bodyLength, settings.via);
+    this.head = requestHead(this.method, req.url ?? '/', headers, body === undefined && !this.retryable);
     this.watch = req.url !== undefined && req.url.includes('wait=true');
     this.endpoint = endpoints[0]!;
     res[EXCHANGE] = this;
@@ -195,43 +202,36 @@ class Exchange implements DeadlineNode<Exchange> {
     const { settings } = this;
     const endpoint = (this.endpoint = this.endpoints[index]!);
     this.index = index;
-    this.upRes = undefined;
     this.phase = Phase.Dialing;
     this.released = false;
-    const up: ClientRequest & Carrier = endpoint.request({ method: this.method, path: this.req.url, headers: this.headers, setHost: false });
+    settings.inFlight.add(this);
+    if (this.watch) settings.watches.add(this);
+    const up = connectTo(endpoint, this);
     this.up = up;
-    up[EXCHANGE] = this;
-    settings.inFlight.add(up);
-    if (this.watch) settings.watches.add(up);
-    up.on('socket', onUpSocket);
-    up.on('response', onUpResponse);
-    up.on('error', onUpError);
-    up.on('close', onUpClose);
-    if (this.body !== undefined) for (const chunk of this.body) up.write(chunk);
-    up.end();
+    if (!up.connected) settings.deadlines.dial.add(this);
+    up.send(this.method, this.head, this.body);
   }
 
   /** Ends the current attempt with `err` (a deadline passed). */
   fail(err: UpstreamError): void {
-    this.up?.destroy(err);
+    if (this.up !== undefined) this.up.abort(this, err);
   }
 
-  connected(): void {
-    const { settings, up } = this;
-    if (this.phase !== Phase.Dialing || up === undefined) return;
-    if (up.writableFinished) {
-      this.written();
-    } else {
-      this.phase = Phase.Writing;
-      if (settings.deadlines.write !== undefined) settings.deadlines.write.add(this);
-      else settings.deadlines.dial.remove(this);
-      up.on('finish', onUpFinish);
-    }
-    if (settings.readTimeout > 0) up.setTimeout(settings.readTimeout, onUpReadTimeout);
+  abort(): void {
+    if (this.up !== undefined) this.up.abort(this, new Error('aborted'));
   }
 
-  written(): void {
-    if (this.phase !== Phase.Dialing && this.phase !== Phase.Writing) return;
+  onUpstreamConnected(conn: UpstreamConnection): void {
+    if (conn !== this.up || this.phase !== Phase.Dialing) return;
+    const { settings } = this;
+    this.phase = Phase.Writing;
+    if (settings.deadlines.write !== undefined) settings.deadlines.write.add(this);
+    else this.dueQueue?.remove(this);
+    if (settings.readTimeout > 0) conn.setReadTimeout(settings.readTimeout);
+  }
+
+  onUpstreamWritten(conn: UpstreamConnection): void {
+    if (conn !== this.up || (this.phase !== Phase.Dialing && this.phase !== Phase.Writing)) return;
     this.phase = Phase.Waiting;
     // Written to a live connection: only a GET or HEAD may still be sent elsewhere.
     if (!this.retryable) this.body = undefined;
@@ -240,21 +240,19 @@ class Exchange implements DeadlineNode<Exchange> {
     else this.dueQueue?.remove(this);
   }
 
-  answered(upRes: IncomingMessage & Carrier): void {
+  onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, rawHeaders: string[], hasBody: boolean): void {
+    if (conn !== this.up || this.phase === Phase.Over) return;
     const { settings, endpoint, res } = this;
     this.dueQueue?.remove(this);
-    const status = upRes.statusCode ?? 502;
     // A member that is stopping or lost its leader answers a read with 5xx
     // ("server stopped", "request timed out"): a GET or HEAD may still go
     // to another member, as nothing has reached the client yet.
     if (this.retryable && status >= 500 && status <= 504 && this.index + 1 < this.endpoints.length) {
-      upRes.resume();
+      conn.discard();
       this.failed(new UpstreamError(endpoint.url, 'request', `answered ${status}`));
       return;
     }
     this.phase = Phase.Streaming;
-    this.upRes = upRes;
-    upRes[EXCHANGE] = this;
     if (endpoint.state === 'down') settings.balancer.reportAnswer(endpoint);
     const { events } = settings;
     if (events.listenerCount('forwarded') > 0) {
@@ -268,26 +266,41 @@ class Exchange implements DeadlineNode<Exchange> {
         watch: this.watch,
       });
     }
-    res.writeHead(status, upRes.statusMessage, downstreamResponseHeaders(upRes.rawHeaders, settings.stripCors));
+    res.writeHead(status, statusText === '' ? undefined : statusText, downstreamResponseHeaders(rawHeaders, settings.stripCors));
     // A watch (`?wait=true`) answers with headers at once and the event much
     // later, without a Content-Length: pass the headers on now.
-    if (rawHeader(upRes.rawHeaders, 'content-length') === undefined) res.flushHeaders();
-    upRes.on('error', onUpResError);
-    upRes.on('close', onUpResClose);
-    upRes.on('end', onUpResEnd);
-    upRes.pipe(res);
+    if (hasBody && rawHeader(rawHeaders, 'content-length') === undefined) res.flushHeaders();
+  }
+
+  onUpstreamData(conn: UpstreamConnection, chunk: Buffer): boolean {
+    if (conn !== this.up || this.phase !== Phase.Streaming) return true;
+    if (this.res.write(chunk)) return true;
+    if (!this.paused) {
+      this.paused = true;
+      this.res.once('drain', onClientDrain);
+    }
+    return false;
+  }
+
+  onUpstreamEnd(conn: UpstreamConnection): void {
+    if (conn !== this.up || this.phase !== Phase.Streaming) return;
+    this.phase = Phase.Over;
+    this.over();
+    this.res.end();
+  }
+
+  onUpstreamError(conn: UpstreamConnection, err: Error): void {
+    if (conn === this.up) this.failed(err);
   }
 
   /** The current attempt is over, however it ended: its endpoint and in-flight entries are released. */
   over(): void {
     if (this.released) return;
     this.released = true;
-    const { settings, up } = this;
+    const { settings } = this;
     this.dueQueue?.remove(this);
-    if (up !== undefined) {
-      settings.inFlight.delete(up);
-      if (this.watch) settings.watches.delete(up);
-    }
+    settings.inFlight.delete(this);
+    if (this.watch) settings.watches.delete(this);
     this.endpoint.release();
   }
 
@@ -309,7 +322,12 @@ class Exchange implements DeadlineNode<Exchange> {
         : wasPhase === Phase.Streaming
           ? 'response'
           : 'request';
-    const failure = err instanceof UpstreamError ? err : new UpstreamError(endpoint.url, phase, endpoint.describeFailure(err), { cause: err });
+    const failure =
+      err instanceof UpstreamError
+        ? err
+        : err instanceof UpstreamReadTimeout
+          ? new UpstreamError(endpoint.url, phase, err.message, { timeout: true })
+          : new UpstreamError(endpoint.url, phase, endpoint.describeFailure(err), { cause: err });
     settings.balancer.reportFailure(endpoint, failure);
     debug('%s %s to %s failed (%s): %s', method, req.url, endpoint.url, failure.phase, failure.message);
     if (res.headersSent) {
@@ -346,90 +364,36 @@ class Exchange implements DeadlineNode<Exchange> {
   }
 }
 
-// The listeners: `this` is the emitter; the request is found through it.
+// The listeners on the client's response: `this` is the response; its exchange is found through it.
 
 function onClientClose(this: ServerResponse & Carrier): void {
   const x = this[EXCHANGE];
   if (x === undefined || this.writableFinished) return;
   x.clientGone = true;
-  x.up?.destroy();
+  if (x.phase !== Phase.Over) x.abort();
   const { events } = x.settings;
   if (events.listenerCount('clientAborted') > 0) {
     events.emit('clientAborted', { method: x.method, url: x.req.url ?? '', endpoint: x.endpoint.url, durationMs: performance.now() - x.arrived });
   }
 }
 
-function onUpSocket(this: ClientRequest & Carrier, socket: Socket & Carrier): void {
+function onClientDrain(this: ServerResponse & Carrier): void {
   const x = this[EXCHANGE];
-  if (x === undefined || x.up !== this) return;
-  // Over https nothing of the request is sent before the TLS handshake is done: that is when it counts as connected.
-  const tls = socket instanceof TLSSocket;
-  if (tls ? secured.has(socket) : !socket.connecting) {
-    x.connected();
-    return;
-  }
-  x.settings.deadlines.dial.add(x);
-  socket[EXCHANGE] = x;
-  if (tls) socket.once('secureConnect', onSocketSecured);
-  else socket.once('connect', onSocketConnected);
+  if (x === undefined) return;
+  x.paused = false;
+  if (x.phase === Phase.Streaming) x.up?.resume();
 }
 
-function onSocketConnected(this: Socket & Carrier): void {
-  const x = this[EXCHANGE];
-  this[EXCHANGE] = undefined;
-  if (x !== undefined && x.up?.socket === this) x.connected();
-}
-
-function onSocketSecured(this: Socket & Carrier): void {
-  secured.add(this);
-  onSocketConnected.call(this);
-}
-
-function onUpFinish(this: ClientRequest & Carrier): void {
-  const x = this[EXCHANGE];
-  if (x !== undefined && x.up === this) x.written();
-}
-
-function onUpReadTimeout(this: ClientRequest & Carrier): void {
-  const x = this[EXCHANGE];
-  if (x === undefined || x.up !== this) return;
-  const { readTimeout } = x.settings;
-  const phase = x.phase === Phase.Streaming ? 'response' : 'request';
-  x.fail(new UpstreamError(x.endpoint.url, phase, `read timeout after ${readTimeout} ms`, { timeout: true }));
-}
-
-function onUpResponse(this: ClientRequest & Carrier, upRes: IncomingMessage): void {
-  const x = this[EXCHANGE];
-  if (x !== undefined && x.up === this && x.phase !== Phase.Over) x.answered(upRes);
-  else upRes.resume();
-}
-
-function onUpError(this: ClientRequest & Carrier, err: Error): void {
-  const x = this[EXCHANGE];
-  if (x !== undefined && x.up === this) x.failed(err);
-}
-
-function onUpClose(this: ClientRequest & Carrier): void {
-  const x = this[EXCHANGE];
-  if (x !== undefined && x.up === this) x.over();
-}
-
-function onUpResError(this: IncomingMessage & Carrier, err: Error): void {
-  const x = this[EXCHANGE];
-  if (x !== undefined && x.upRes === this) x.failed(err);
-}
-
-function onUpResClose(this: IncomingMessage & Carrier): void {
-  const x = this[EXCHANGE];
-  if (x === undefined || x.upRes !== this || this.complete) return;
-  x.failed(new UpstreamError(x.endpoint.url, 'response', 'the member closed the response before its end'));
-}
-
-function onUpResEnd(this: IncomingMessage & Carrier): void {
-  const x = this[EXCHANGE];
-  if (x === undefined || x.upRes !== this) return;
-  x.phase = Phase.Over;
-  x.over();
+/**
+ * The request line and header lines of a request to a member, ending with
+ * the empty line. `emptyBody`: the client sent no body with a method that
+ * may have one; `Content-Length: 0` says so (as node's client would).
+ */
+export function requestHead(method: string, path: string, headers: readonly string[], emptyBody: boolean): string {
+  let head = `${method} ${path} HTTP/1.1\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]!}: ${headers[i + 1]!}\r\n`;
+  if (emptyBody) head += 'Content-Length: 0\r\n';
+  return `${head}\r\n`;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
 import type { ClusterResolver } from './cluster-resolver.js';
@@ -8,7 +8,7 @@ import type { CorsPolicy } from './cors.js';
 import type { EndpointBalancer } from './endpoint-balancer.js';
 import { InvalidOptionError } from './errors.js';
 import { forwardDeadlines, forwardRequest, rawHeader } from './forward-request.js';
-import type { ForwardSettings } from './forward-request.js';
+import type { ForwardSettings, InFlight } from './forward-request.js';
 import { sendJsonError } from './json-error.js';
 import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
 import { describe, durationOption, positiveIntegerOption, signalOption } from './validate-options.js';
@@ -179,8 +179,8 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       deadlines: forwardDeadlines(dialTimeout, writeTimeout, responseTimeout),
       via: `1.1 etcd-v2-proxy-${proxyIdOption(options.proxyId)}`,
       events: this,
-      inFlight: new Set<ClientRequest>(),
-      watches: new Set<ClientRequest>(),
+      inFlight: new Set<InFlight>(),
+      watches: new Set<InFlight>(),
       stopping: false,
       stripCors: this.cors !== undefined,
     };
@@ -204,7 +204,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
    */
   async drain(timeoutMs: number): Promise<void> {
     this.settings.stopping = true;
-    for (const watch of this.settings.watches) watch.destroy();
+    for (const watch of this.settings.watches) watch.abort();
     const deadline = Date.now() + timeoutMs;
     while (this.settings.inFlight.size > 0 && Date.now() < deadline && !this.closed) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
@@ -222,7 +222,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     this.closed = true;
     this.settings.stopping = true;
     this.signal?.removeEventListener('abort', this.onAbort);
-    for (const up of this.settings.inFlight) up.destroy();
+    for (const up of [...this.settings.inFlight]) up.abort();
     this.settings.inFlight.clear();
     this.settings.watches.clear();
     this.settings.deadlines.close();

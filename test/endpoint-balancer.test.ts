@@ -147,7 +147,7 @@ describe('EndpointBalancer.order and the failureWait cycle', () => {
     t.after(() => b.close());
     const seen = record(b);
     const stranger = new Endpoint(C);
-    t.after(() => stranger.agent.destroy());
+    t.after(() => stranger.close());
     b.reportFailure(stranger, new Error('not ours'));
     assert.equal(stranger.available, true);
 

@@ -93,6 +93,37 @@ describe('V2ProxyHandler embedded in a plain node:http server', { skip: skipWith
     });
   });
 
+  it('a 1 MiB value read by a slow client arrives whole; the proxy holds back instead of buffering it all', { timeout: 30000 }, async () => {
+    const { url } = await embed([m.clientUrl]);
+    const value = Array.from({ length: 1024 * 1024 }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
+    assert.equal((await http(`${m.clientUrl}/v2/keys/slow-reader`, { method: 'PUT', body: form({ value }) })).status, 201);
+    const received = await new Promise<{ body: string; pausedMs: number }>((resolve, reject) => {
+      const req = httpRequest(`${url}/v2/keys/slow-reader`, (res) => {
+        const chunks: Buffer[] = [];
+        let pausedMs = 0;
+        res.once('data', (first: Buffer) => {
+          chunks.push(first);
+          // Stop reading for a while: the socket buffers fill, the proxy must pause its read from etcd.
+          res.pause();
+          const t = Date.now();
+          setTimeout(() => {
+            pausedMs = Date.now() - t;
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.resume();
+          }, 300);
+        });
+        res.on('end', () => resolve({ body: Buffer.concat(chunks).toString(), pausedMs }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.ok(received.pausedMs >= 250);
+    const node = (JSON.parse(received.body) as { node: { value: string } }).node;
+    assert.equal(node.value.length, value.length);
+    assert.equal(node.value, value);
+  });
+
   it('503 "zero endpoints" while the balancer knows no endpoint (an embedder before the resolver answered)', async () => {
     const { url, handler } = await embed(undefined);
     for (const [method, body] of [['GET', undefined], ['PUT', form({ value: 'x' })]] as const) {

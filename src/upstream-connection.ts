@@ -1,0 +1,511 @@
+import { isIP, connect as netConnect } from 'node:net';
+import type { Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
+
+/**
+ * The HTTP/1.1 client side of the proxy: keep-alive connections to one
+ * endpoint, each carrying one request at a time, and a parser for etcd's
+ * answers that hands the body on as it arrives.
+ *
+ * Why not node:http's client: it builds a `ClientRequest`, an
+ * `IncomingMessage`, a headers object and a dozen listeners per request, and
+ * in a bare forwarder it cost about 74 ms of CPU per 1,000 requests against
+ * 27 ms for the whole server side (docs/benchmarks.md). This proxy writes a
+ * request head it already has as a string, and reads back only what it needs:
+ * the status, the raw headers and the body's framing (Content-Length,
+ * chunked, or until close). The body passes through without being parsed.
+ */
+
+/**
+ * What a connection reports about the one request it carries. Each call names
+ * the connection, so that a handler that moved on to another one can tell.
+ */
+export interface UpstreamHandler {
+  /** Connected (TLS handshake done): the request is being written. */
+  onUpstreamConnected(conn: UpstreamConnection): void;
+  /** The whole request was handed to the kernel. */
+  onUpstreamWritten(conn: UpstreamConnection): void;
+  /**
+   * The response head. `rawHeaders` alternates names and values as received.
+   * To drop the response, call {@link UpstreamConnection.discard} from here.
+   */
+  onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, rawHeaders: string[], hasBody: boolean): void;
+  /** A piece of the body; return false to pause reading until {@link UpstreamConnection.resume}. */
+  onUpstreamData(conn: UpstreamConnection, chunk: Buffer): boolean;
+  /** The response is complete. */
+  onUpstreamEnd(conn: UpstreamConnection): void;
+  /** The request failed (or was aborted); the connection is gone. Called at most once per request. */
+  onUpstreamError(conn: UpstreamConnection, err: Error): void;
+}
+
+/** A read timeout (`readTimeout`): the member stayed silent that long while a request was in flight. */
+export class UpstreamReadTimeout extends Error {
+  constructor(readonly ms: number) {
+    super(`read timeout after ${ms} ms`);
+  }
+}
+
+/** Where and how to connect; shared by the connections of one endpoint. */
+export interface UpstreamTarget {
+  readonly hostname: string;
+  readonly port: number;
+  /** TLS options for an `https://` endpoint, undefined for `http://`. */
+  readonly tls: ConnectionOptions | undefined;
+  /** ms an idle connection is kept. */
+  readonly idleTimeout: number;
+}
+
+/** Largest response head accepted (etcd's are a few hundred bytes). */
+const MAX_HEAD = 64 * 1024;
+const CRLF = Buffer.from('\r\n');
+const CRLF2 = Buffer.from('\r\n\r\n');
+const CONNECTION = Symbol('etcd-v2-proxy.upstream-connection');
+
+const enum Read {
+  /** Waiting for (the rest of) a response head. */
+  Head,
+  /** A body of known length: `remaining` bytes to go. */
+  Length,
+  /** A chunk-size line. */
+  ChunkSize,
+  /** Chunk data: `remaining` bytes to go. */
+  ChunkData,
+  /** The CRLF after chunk data: `remaining` bytes to go. */
+  ChunkEnd,
+  /** Trailer lines after the last chunk, until an empty line. */
+  Trailers,
+  /** A body that ends when the member closes the connection. */
+  UntilClose,
+  /** No request in flight. */
+  Idle,
+}
+
+/** Keep-alive connections to one endpoint. */
+export class UpstreamPool {
+  private readonly idle: UpstreamConnection[] = [];
+  private closed = false;
+  /** The latest TLS session, to resume instead of a full handshake. */
+  tlsSession: Buffer | undefined = undefined;
+
+  constructor(readonly target: UpstreamTarget) {}
+
+  /** Connections open (idle and busy). */
+  open = 0;
+
+  /** A connection for one request: an idle one, or a new one being dialled. */
+  acquire(handler: UpstreamHandler): UpstreamConnection {
+    const conn = this.idle.pop() ?? new UpstreamConnection(this);
+    conn.idleIndex = -1;
+    conn.begin(handler);
+    return conn;
+  }
+
+  /** @internal */
+  putIdle(conn: UpstreamConnection): void {
+    if (this.closed) {
+      conn.socket.destroy();
+      return;
+    }
+    conn.idleIndex = this.idle.length;
+    conn.idleSince = performance.now();
+    this.idle.push(conn);
+    // One timer per pool closes the connections idle for idleTimeout (give or take a quarter).
+    this.sweeper ??= setInterval(this.sweep, Math.max(50, this.target.idleTimeout / 4)).unref();
+  }
+
+  private sweeper: NodeJS.Timeout | undefined = undefined;
+
+  private readonly sweep = (): void => {
+    const oldest = performance.now() - this.target.idleTimeout;
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const conn = this.idle[i]!;
+      if (conn.idleSince <= oldest) {
+        this.dropIdle(conn);
+        conn.socket.destroy();
+      }
+    }
+    if (this.idle.length === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  };
+
+  /** @internal */
+  dropIdle(conn: UpstreamConnection): void {
+    const i = conn.idleIndex;
+    if (i < 0) return;
+    const last = this.idle.pop()!;
+    if (last !== conn) {
+      this.idle[i] = last;
+      last.idleIndex = i;
+    }
+    conn.idleIndex = -1;
+  }
+
+  /** Closes the idle connections now, busy ones when their request ends. */
+  close(): void {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    for (const conn of this.idle.splice(0)) {
+      conn.idleIndex = -1;
+      conn.socket.destroy();
+    }
+  }
+}
+
+/** One connection to an endpoint; carries one request at a time. */
+export class UpstreamConnection {
+  readonly socket: Socket & { [CONNECTION]?: UpstreamConnection };
+  handler: UpstreamHandler | undefined = undefined;
+  /** Index in the pool's idle list, -1 when busy. */
+  idleIndex = -1;
+  connected = false;
+  private read = Read.Idle;
+  /** The current request is HEAD: its answer has no body whatever its headers say. */
+  private headRequest = false;
+  private reusable = true;
+  private remaining = 0;
+  /** Bytes of a head or line that arrived split over packets. */
+  private partial: Buffer | undefined = undefined;
+  /** Write callbacks not yet called: only the latest request's write counts as "written". */
+  private writesPending = 0;
+  /** The read timeout of the request in flight, 0 when none; the socket's timeout is the idle one otherwise. */
+  readTimeout = 0;
+  /** `performance.now()` when the connection went back to the pool. */
+  idleSince = 0;
+  private readonly onWritten = (err?: Error | null): void => {
+    this.writesPending--;
+    if (!err && this.writesPending === 0) this.handler?.onUpstreamWritten(this);
+  };
+
+  constructor(readonly pool: UpstreamPool) {
+    const { hostname, port, tls } = pool.target;
+    let socket: PoolSocket;
+    if (tls === undefined) {
+      socket = netConnect({ host: hostname, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 1000 });
+      socket.on('connect', onSocketConnect);
+    } else {
+      socket = tlsConnect({
+        host: hostname,
+        port,
+        ...(isIP(hostname) === 0 ? { servername: hostname } : {}),
+        ...(pool.tlsSession === undefined ? {} : { session: pool.tlsSession }),
+        ...tls,
+      });
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, 1000);
+      socket.on('secureConnect', onSocketConnect);
+      socket.on('session', onTlsSession);
+    }
+    this.socket = socket;
+    socket[CONNECTION] = this;
+    pool.open++;
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    socket.on('timeout', onSocketTimeout);
+  }
+
+  /** @internal */
+  begin(handler: UpstreamHandler): void {
+    this.handler = handler;
+    this.read = Read.Head;
+    this.reusable = true;
+    this.partial = undefined;
+  }
+
+  /**
+   * Writes the request: `head` is the request line and headers, ending with
+   * an empty line; `body` the body's chunks, if any.
+   */
+  send(method: string, head: string, body: readonly Buffer[] | undefined): void {
+    this.headRequest = method === 'HEAD';
+    const { socket } = this;
+    if (this.connected) this.handler?.onUpstreamConnected(this);
+    if (this.handler === undefined) return;
+    this.writesPending++;
+    if (body === undefined || body.length === 0) socket.write(head, 'latin1', this.onWritten);
+    else {
+      socket.cork();
+      socket.write(head, 'latin1');
+      for (let i = 0; i < body.length - 1; i++) socket.write(body[i]!);
+      socket.write(body[body.length - 1]!, this.onWritten);
+      socket.uncork();
+    }
+  }
+
+  /** Pauses reading the body (the client is slow). */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  /** Resumes reading after {@link UpstreamConnection.pause}. */
+  resume(): void {
+    this.socket.resume();
+  }
+
+  /** Closes the connection without a word to the handler (it dropped the response). */
+  discard(): void {
+    this.handler = undefined;
+    this.read = Read.Idle;
+    this.socket.destroy();
+  }
+
+  /** Limits how long the member may stay silent during this request (0: no limit). */
+  setReadTimeout(ms: number): void {
+    this.readTimeout = ms;
+    this.socket.setTimeout(ms);
+  }
+
+  /**
+   * Ends the request `handler` made, if it is still this connection's: the
+   * connection is closed and `handler` gets `err`.
+   */
+  abort(handler: UpstreamHandler, err: Error): void {
+    if (this.handler !== handler) return;
+    this.fail(err);
+  }
+
+  /** @internal */
+  fail(err: Error): void {
+    const handler = this.handler;
+    this.handler = undefined;
+    this.read = Read.Idle;
+    this.socket.destroy();
+    handler?.onUpstreamError(this, err);
+  }
+
+  /** @internal Feeds bytes from the member to the parser. */
+  parse(chunk: Buffer): void {
+    let buf = chunk;
+    while (buf.length > 0) {
+      const handler = this.handler;
+      if (handler === undefined) {
+        // Bytes nobody asked for (after a response ended, or on an idle connection): not reusable.
+        this.socket.destroy();
+        return;
+      }
+      switch (this.read) {
+        case Read.Head: {
+          if (this.partial !== undefined) {
+            buf = Buffer.concat([this.partial, buf]);
+            this.partial = undefined;
+          }
+          const end = buf.indexOf(CRLF2);
+          if (end < 0) {
+            if (buf.length > MAX_HEAD) this.fail(new Error(`the member's response head is over ${MAX_HEAD} bytes`));
+            else this.partial = buf;
+            return;
+          }
+          const head = buf.toString('latin1', 0, end);
+          buf = buf.subarray(end + 4);
+          if (!this.onHead(head, handler)) return;
+          break;
+        }
+        case Read.Length:
+        case Read.ChunkData: {
+          const n = Math.min(this.remaining, buf.length);
+          const data = n === buf.length ? buf : buf.subarray(0, n);
+          buf = n === buf.length ? EMPTY : buf.subarray(n);
+          this.remaining -= n;
+          const more = handler.onUpstreamData(this, data);
+          if (this.handler !== handler) return;
+          if (!more) this.socket.pause();
+          if (this.remaining === 0) {
+            if (this.read === Read.Length) {
+              this.finish(buf.length === 0);
+              return;
+            }
+            this.read = Read.ChunkEnd;
+            this.remaining = 2;
+          }
+          break;
+        }
+        case Read.ChunkEnd: {
+          const n = Math.min(this.remaining, buf.length);
+          buf = buf.subarray(n);
+          this.remaining -= n;
+          if (this.remaining === 0) this.read = Read.ChunkSize;
+          break;
+        }
+        case Read.ChunkSize:
+        case Read.Trailers: {
+          if (this.partial !== undefined) {
+            buf = Buffer.concat([this.partial, buf]);
+            this.partial = undefined;
+          }
+          const end = buf.indexOf(CRLF);
+          if (end < 0) {
+            if (buf.length > MAX_HEAD) this.fail(new Error('a chunk-size or trailer line of the member is too long'));
+            else this.partial = buf;
+            return;
+          }
+          const line = buf.toString('latin1', 0, end);
+          buf = buf.subarray(end + 2);
+          if (this.read === Read.Trailers) {
+            if (line.length === 0) {
+              this.finish(buf.length === 0);
+              return;
+            }
+            break;
+          }
+          const semicolon = line.indexOf(';');
+          const hex = (semicolon < 0 ? line : line.slice(0, semicolon)).trim();
+          const size = /^[0-9a-fA-F]{1,12}$/.test(hex) ? parseInt(hex, 16) : Number.NaN;
+          if (Number.isNaN(size)) {
+            this.fail(new Error(`the member sent a bad chunk size ${JSON.stringify(line.slice(0, 40))}`));
+            return;
+          }
+          if (size === 0) this.read = Read.Trailers;
+          else {
+            this.read = Read.ChunkData;
+            this.remaining = size;
+          }
+          break;
+        }
+        case Read.UntilClose: {
+          const more = handler.onUpstreamData(this, buf);
+          if (this.handler === handler && !more) this.socket.pause();
+          return;
+        }
+        case Read.Idle:
+          this.socket.destroy();
+          return;
+      }
+    }
+  }
+
+  /** Parses a response head; false when parsing must stop (failed, dropped or over). */
+  private onHead(head: string, handler: UpstreamHandler): boolean {
+    const lines = head.split('\r\n');
+    const statusLine = lines[0]!;
+    const match = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(statusLine);
+    if (match === null) {
+      this.fail(new Error(`the member answered something that is not HTTP/1.x: ${JSON.stringify(statusLine.slice(0, 60))}`));
+      return false;
+    }
+    const status = Number(match[2]);
+    // 1xx (but 101): an interim answer; the real one follows. This proxy never sends Expect.
+    if (status >= 100 && status < 200 && status !== 101) return true;
+    const rawHeaders: string[] = [];
+    let contentLength = -1;
+    let chunked = false;
+    let close = match[1] === '0';
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      const colon = line.indexOf(':');
+      if (colon <= 0) {
+        this.fail(new Error(`the member sent a malformed header line ${JSON.stringify(line.slice(0, 60))}`));
+        return false;
+      }
+      const name = line.slice(0, colon);
+      const value = line.slice(colon + 1).trim();
+      rawHeaders.push(name, value);
+      const n = name.length;
+      if (n === 14 && name.toLowerCase() === 'content-length') {
+        if (!/^\d{1,15}$/.test(value) || (contentLength >= 0 && contentLength !== Number(value))) {
+          this.fail(new Error(`the member sent a bad Content-Length ${JSON.stringify(value)}`));
+          return false;
+        }
+        contentLength = Number(value);
+      } else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
+        chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+      } else if (n === 10 && name.toLowerCase() === 'connection') {
+        const v = value.toLowerCase();
+        if (v.includes('close')) close = true;
+        else if (match[1] === '0' && v.includes('keep-alive')) close = false;
+      }
+    }
+    if (close) this.reusable = false;
+    const bodyless = this.headRequest || status === 204 || status === 304 || status === 101;
+    const hasBody = !bodyless && (chunked || contentLength !== 0);
+    handler.onUpstreamHead(this, status, match[3] ?? '', rawHeaders, hasBody);
+    if (this.handler !== handler) return false;
+    if (!hasBody) {
+      this.finish(true);
+      return false;
+    }
+    if (chunked) this.read = Read.ChunkSize;
+    else if (contentLength > 0) {
+      this.read = Read.Length;
+      this.remaining = contentLength;
+    } else {
+      this.read = Read.UntilClose;
+      this.reusable = false;
+    }
+    return true;
+  }
+
+  /** The response is complete: back to the pool (when `clean` and reusable), then the handler hears it. */
+  private finish(clean: boolean): void {
+    const handler = this.handler;
+    this.handler = undefined;
+    this.read = Read.Idle;
+    if (this.readTimeout > 0) this.setReadTimeout(0);
+    if (clean && this.reusable) {
+      this.socket.resume();
+      this.pool.putIdle(this);
+    } else this.socket.destroy();
+    handler?.onUpstreamEnd(this);
+  }
+
+  /** @internal The member closed its side. */
+  ended(): void {
+    if (this.read === Read.UntilClose && this.handler !== undefined) {
+      this.reusable = false;
+      this.finish(false);
+      return;
+    }
+    if (this.handler !== undefined) {
+      this.fail(new Error(this.read === Read.Head ? 'the member closed the connection without answering' : 'the member closed the response before its end'));
+    } else this.socket.destroy();
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+type PoolSocket = Socket & { [CONNECTION]?: UpstreamConnection };
+
+function onSocketConnect(this: PoolSocket): void {
+  const conn = this[CONNECTION];
+  if (conn === undefined) return;
+  conn.connected = true;
+  conn.handler?.onUpstreamConnected(conn);
+}
+
+function onTlsSession(this: PoolSocket, session: Buffer): void {
+  const conn = this[CONNECTION];
+  if (conn !== undefined) conn.pool.tlsSession = session;
+}
+
+function onSocketData(this: PoolSocket, chunk: Buffer): void {
+  const conn = this[CONNECTION];
+  if (conn === undefined) this.destroy();
+  else conn.parse(chunk);
+}
+
+function onSocketEnd(this: PoolSocket): void {
+  this[CONNECTION]?.ended();
+}
+
+function onSocketError(this: PoolSocket, err: Error): void {
+  const conn = this[CONNECTION];
+  if (conn?.handler !== undefined) conn.fail(err);
+}
+
+function onSocketClose(this: PoolSocket): void {
+  const conn = this[CONNECTION];
+  if (conn === undefined) return;
+  conn.pool.open--;
+  conn.pool.dropIdle(conn);
+  if (conn.handler !== undefined) conn.fail(new Error(conn.connected ? 'the member closed the connection' : 'the connection closed before it was established'));
+}
+
+function onSocketTimeout(this: PoolSocket): void {
+  // Only a request with a read timeout sets the socket's timeout.
+  const conn = this[CONNECTION];
+  if (conn?.handler !== undefined && conn.readTimeout > 0) conn.fail(new UpstreamReadTimeout(conn.readTimeout));
+}

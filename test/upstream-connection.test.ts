@@ -1,0 +1,212 @@
+/**
+ * The upstream HTTP/1.1 client's response parser, against crafted answers.
+ *
+ * A fake upstream (a net server writing exact bytes) is used here because a
+ * real etcd member can't be made to split its answers at chosen bytes, send
+ * chunk extensions and trailers, interim 1xx answers, HTTP/1.0 or malformed
+ * heads. Everything a real member does produce is covered by the suites in
+ * test/integration/ (watches are chunked, GETs have a Content-Length, TLS).
+ */
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
+import { after, describe, it } from 'node:test';
+import { UpstreamPool, UpstreamReadTimeout } from '../src/upstream-connection.js';
+import type { UpstreamConnection, UpstreamHandler } from '../src/upstream-connection.js';
+
+interface Outcome {
+  status?: number;
+  statusText?: string;
+  headers?: string[];
+  hasBody?: boolean;
+  body: Buffer[];
+  ended: boolean;
+  error?: Error;
+  connected: boolean;
+  written: boolean;
+}
+
+/** Collects what a connection reports, and resolves when the request is over. */
+function collect(): { handler: UpstreamHandler; done: Promise<Outcome> } {
+  const outcome: Outcome = { body: [], ended: false, connected: false, written: false };
+  let resolve!: (o: Outcome) => void;
+  const done = new Promise<Outcome>((r) => (resolve = r));
+  const handler: UpstreamHandler = {
+    onUpstreamConnected: () => void (outcome.connected = true),
+    onUpstreamWritten: () => void (outcome.written = true),
+    onUpstreamHead(_c: UpstreamConnection, status, statusText, headers, hasBody) {
+      Object.assign(outcome, { status, statusText, headers, hasBody });
+    },
+    onUpstreamData(_c, chunk) {
+      outcome.body.push(Buffer.from(chunk));
+      return true;
+    },
+    onUpstreamEnd() {
+      outcome.ended = true;
+      resolve(outcome);
+    },
+    onUpstreamError(_c, err) {
+      outcome.error = err;
+      resolve(outcome);
+    },
+  };
+  return { handler, done };
+}
+
+/** A server that answers every request (after its head) with `answer`, `split` bytes per write. */
+async function upstream(answer: (n: number) => Buffer | string, split = 0): Promise<{ server: Server; port: number; requests: string[]; sockets: Set<Socket> }> {
+  const requests: string[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    let seen = '';
+    socket.on('data', async (d) => {
+      seen += d.toString('latin1');
+      while (seen.includes('\r\n\r\n')) {
+        const end = seen.indexOf('\r\n\r\n') + 4;
+        const len = Number(/content-length: (\d+)/i.exec(seen.slice(0, end))?.[1] ?? 0);
+        if (seen.length < end + len) return;
+        requests.push(seen.slice(0, end + len));
+        seen = seen.slice(end + len);
+        const bytes = Buffer.from(answer(requests.length));
+        if (split <= 0) socket.write(bytes);
+        else {
+          for (let i = 0; i < bytes.length; i += split) {
+            socket.write(bytes.subarray(i, i + split));
+            await new Promise((r) => setImmediate(r));
+          }
+        }
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as AddressInfo).port, requests, sockets };
+}
+
+const servers: Server[] = [];
+const pools: UpstreamPool[] = [];
+after(() => {
+  for (const p of pools) p.close();
+  for (const s of servers) s.close();
+});
+
+async function exchange(answer: (n: number) => Buffer | string, options: { split?: number; method?: string; requests?: number; readTimeout?: number } = {}) {
+  const up = await upstream(answer, options.split);
+  servers.push(up.server);
+  const pool = new UpstreamPool({ hostname: '127.0.0.1', port: up.port, tls: undefined, idleTimeout: 5000 });
+  pools.push(pool);
+  const outcomes: Outcome[] = [];
+  for (let i = 0; i < (options.requests ?? 1); i++) {
+    const { handler, done } = collect();
+    const conn = pool.acquire(handler);
+    if (options.readTimeout !== undefined) conn.setReadTimeout(options.readTimeout);
+    const method = options.method ?? 'GET';
+    conn.send(method, `${method} /v2/keys/x HTTP/1.1\r\nHost: h\r\n\r\n`, undefined);
+    outcomes.push(await done);
+  }
+  return { outcomes, pool, up };
+}
+
+const ok = (body: string, extra = ''): string => `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+
+describe('UpstreamConnection: the response parser', () => {
+  it('a Content-Length answer delivered one byte at a time arrives whole, and the connection is reused', async () => {
+    const { outcomes, up, pool } = await exchange(() => ok('{"action":"get"}', 'X-Etcd-Index: 7\r\n'), { split: 1, requests: 2 });
+    for (const o of outcomes) {
+      assert.equal(o.error, undefined);
+      assert.equal(o.status, 200);
+      assert.equal(o.statusText, 'OK');
+      assert.deepEqual(o.headers, ['Content-Type', 'application/json', 'Content-Length', '16', 'X-Etcd-Index', '7']);
+      assert.equal(Buffer.concat(o.body).toString(), '{"action":"get"}');
+      assert.ok(o.connected && o.written);
+    }
+    assert.equal(up.requests.length, 2);
+    assert.equal(pool.open, 1, 'both requests on one connection');
+  });
+
+  it('a chunked answer (as a watch gets) with extensions and trailers, split at every byte', async () => {
+    const chunked = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n';
+    const { outcomes, pool } = await exchange(() => chunked, { split: 1, requests: 2 });
+    for (const o of outcomes) {
+      assert.equal(o.error, undefined);
+      assert.equal(o.hasBody, true);
+      assert.equal(Buffer.concat(o.body).toString(), 'hello, world');
+    }
+    assert.equal(pool.open, 1);
+  });
+
+  it('an interim 100 Continue is skipped; a HEAD answer and a 304 have no body whatever their headers say', async () => {
+    const interim = await exchange(() => `HTTP/1.1 100 Continue\r\n\r\n${ok('x')}`);
+    assert.equal(interim.outcomes[0]!.status, 200);
+    assert.equal(Buffer.concat(interim.outcomes[0]!.body).toString(), 'x');
+    const head = await exchange(() => 'HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n', { method: 'HEAD', requests: 2 });
+    for (const o of head.outcomes) assert.deepEqual([o.status, o.hasBody, o.body.length, o.ended], [200, false, 0, true]);
+    const notModified = await exchange(() => 'HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n');
+    assert.deepEqual([notModified.outcomes[0]!.hasBody, notModified.outcomes[0]!.ended], [false, true]);
+  });
+
+  it('a body that ends with the connection (HTTP/1.0, no length) is read to its end; the connection is not reused', async () => {
+    const server = createServer((socket) => socket.once('data', () => socket.end('HTTP/1.0 200 OK\r\n\r\nuntil close')));
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const pool = new UpstreamPool({ hostname: '127.0.0.1', port: (server.address() as AddressInfo).port, tls: undefined, idleTimeout: 5000 });
+    pools.push(pool);
+    const { handler, done } = collect();
+    pool.acquire(handler).send('GET', 'GET / HTTP/1.1\r\n\r\n', undefined);
+    const o = await done;
+    assert.equal(o.error, undefined);
+    assert.equal(Buffer.concat(o.body).toString(), 'until close');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(pool.open, 0);
+  });
+
+  it('malformed answers fail the request with a message saying what was wrong', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['SSH-2.0-OpenSSH\r\n\r\n', /not HTTP\/1\.x/],
+      ['HTTP/1.1 200 OK\r\nno colon here\r\n\r\n', /malformed header line/],
+      ['HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n', /bad Content-Length/],
+      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', /bad chunk size/],
+      [`HTTP/1.1 200 OK\r\nX: ${'a'.repeat(70 * 1024)}`, /head is over 65536 bytes/],
+    ];
+    for (const [answer, message] of cases) {
+      const { outcomes, pool } = await exchange(() => answer);
+      assert.match(String(outcomes[0]!.error?.message), message, answer.slice(0, 30));
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(pool.open, 0, 'the connection is closed');
+    }
+  });
+
+  it('a member that closes mid-body, or before answering, fails the request; a silent one hits the read timeout', async () => {
+    const cut = await upstream(() => 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part');
+    servers.push(cut.server);
+    const pool = new UpstreamPool({ hostname: '127.0.0.1', port: cut.port, tls: undefined, idleTimeout: 5000 });
+    pools.push(pool);
+    const { handler, done } = collect();
+    pool.acquire(handler).send('GET', 'GET / HTTP/1.1\r\n\r\n', undefined);
+    await new Promise((r) => setTimeout(r, 50));
+    for (const s of cut.sockets) s.end();
+    assert.match(String((await done).error?.message), /closed the response before its end/);
+
+    const silent = await exchange(() => '', { readTimeout: 100 });
+    assert.ok(silent.outcomes[0]!.error instanceof UpstreamReadTimeout);
+  });
+
+  it('idle connections close after idleTimeout; close() closes them at once', async () => {
+    const up = await upstream(() => ok('x'));
+    servers.push(up.server);
+    const pool = new UpstreamPool({ hostname: '127.0.0.1', port: up.port, tls: undefined, idleTimeout: 200 });
+    const { handler, done } = collect();
+    pool.acquire(handler).send('GET', 'GET / HTTP/1.1\r\n\r\n', undefined);
+    await done;
+    assert.equal(pool.open, 1);
+    await new Promise((r) => setTimeout(r, 450));
+    assert.equal(pool.open, 0, 'closed after idleTimeout');
+    const again = collect();
+    pool.acquire(again.handler).send('GET', 'GET / HTTP/1.1\r\n\r\n', undefined);
+    await again.done;
+    pool.close();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(pool.open, 0, 'closed by close()');
+  });
+});

@@ -77,6 +77,9 @@ export class DeadlineQueue<T extends DeadlineNode<T>> {
       this.expire(item);
       item = this.head;
     }
+    // An expiry may have added an item (a retry) and armed a timer: one timer, for the head.
+    clearTimeout(this.timer);
+    this.timer = undefined;
     if (item !== undefined && !this.closed) this.timer = setTimeout(this.onTimer, Math.max(1, Math.ceil(item.dueAt - now))).unref();
   };
 }

@@ -177,6 +177,8 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
   released = true;
   /** Waiting for the client's `drain` to read on. */
   paused = false;
+  /** Aborted by the handler's drain() or close(): not the member's failure. */
+  aborted = false;
 
   constructor(
     readonly req: IncomingMessage,
@@ -218,6 +220,7 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
   }
 
   abort(): void {
+    this.aborted = true;
     if (this.up !== undefined) this.up.abort(this, new Error('aborted'));
   }
 
@@ -254,6 +257,15 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     }
     this.phase = Phase.Streaming;
     if (endpoint.state === 'down') settings.balancer.reportAnswer(endpoint);
+    try {
+      res.writeHead(status, statusText === '' ? undefined : statusText, downstreamResponseHeaders(rawHeaders, settings.stripCors));
+    } catch (err) {
+      // node refused the member's head (the parser lets through only what node accepts; this is the last guard).
+      this.phase = Phase.Waiting;
+      conn.discard();
+      this.failed(err as Error);
+      return;
+    }
     const { events } = settings;
     if (events.listenerCount('forwarded') > 0) {
       events.emit('forwarded', {
@@ -266,7 +278,6 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
         watch: this.watch,
       });
     }
-    res.writeHead(status, statusText === '' ? undefined : statusText, downstreamResponseHeaders(rawHeaders, settings.stripCors));
     // A watch (`?wait=true`) answers with headers at once and the event much
     // later, without a Content-Length: pass the headers on now.
     if (hasBody && rawHeader(rawHeaders, 'content-length') === undefined) res.flushHeaders();
@@ -310,14 +321,15 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     this.phase = Phase.Over;
     this.over();
     const { settings, endpoint, method, req, res } = this;
-    if (this.clientGone || settings.stopping) {
+    if (this.clientGone || this.aborted) {
       debug('%s %s to %s aborted: %s', method, req.url, endpoint.url, this.clientGone ? 'client went away' : 'proxy closing');
       if (!this.clientGone) res.destroy();
       return;
     }
-    // A TLS alert from the member (it refused this proxy's certificate) comes before it read any request.
+    // A TLS alert from the member (it refused this proxy's certificate) on a new
+    // connection comes before it read any request (TLS 1.3 sends it after the handshake looks done).
     const phase =
-      wasPhase === Phase.Dialing || (wasPhase !== Phase.Streaming && isTlsHandshakeFailure(err))
+      wasPhase === Phase.Dialing || (wasPhase !== Phase.Streaming && this.up?.reused === false && isTlsHandshakeFailure(err))
         ? 'connect'
         : wasPhase === Phase.Streaming
           ? 'response'

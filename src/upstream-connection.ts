@@ -62,6 +62,23 @@ const CRLF = Buffer.from('\r\n');
 const CRLF2 = Buffer.from('\r\n\r\n');
 const CONNECTION = Symbol('etcd-v2-proxy.upstream-connection');
 
+/** How parsing goes on after a response head. */
+const enum Head {
+  /** Stop: the request failed or the handler dropped the response. */
+  Stop,
+  /** Read on (a body, or the real answer after a 1xx). */
+  More,
+  /** The response had no body: it is complete. */
+  Complete,
+}
+
+/** `HTTP/1.x NNN reason`, status 100-999. */
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
+/** A header name (RFC 9110 token). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Control characters other than HTAB, which no header value may hold. */
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+
 const enum Read {
   /** Waiting for (the rest of) a response head. */
   Head,
@@ -95,7 +112,13 @@ export class UpstreamPool {
 
   /** A connection for one request: an idle one, or a new one being dialled. */
   acquire(handler: UpstreamHandler): UpstreamConnection {
-    const conn = this.idle.pop() ?? new UpstreamConnection(this);
+    let conn = this.idle.pop();
+    // One the member closed in this same turn of the event loop is not handed out.
+    while (conn !== undefined && (conn.socket.destroyed || !conn.socket.writable)) {
+      conn.idleIndex = -1;
+      conn = this.idle.pop();
+    }
+    conn ??= new UpstreamConnection(this);
     conn.idleIndex = -1;
     conn.begin(handler);
     return conn;
@@ -120,10 +143,7 @@ export class UpstreamPool {
     const oldest = performance.now() - this.target.idleTimeout;
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const conn = this.idle[i]!;
-      if (conn.idleSince <= oldest) {
-        this.dropIdle(conn);
-        conn.socket.destroy();
-      }
+      if (conn.idleSince <= oldest) conn.destroy();
     }
     if (this.idle.length === 0) {
       clearInterval(this.sweeper);
@@ -162,6 +182,9 @@ export class UpstreamConnection {
   /** Index in the pool's idle list, -1 when busy. */
   idleIndex = -1;
   connected = false;
+  /** Requests this connection carried before the current one. */
+  reused = false;
+  private began = false;
   private read = Read.Idle;
   /** The current request is HEAD: its answer has no body whatever its headers say. */
   private headRequest = false;
@@ -211,6 +234,8 @@ export class UpstreamConnection {
 
   /** @internal */
   begin(handler: UpstreamHandler): void {
+    this.reused = this.began;
+    this.began = true;
     this.handler = handler;
     this.read = Read.Head;
     this.reusable = true;
@@ -237,21 +262,29 @@ export class UpstreamConnection {
     }
   }
 
-  /** Pauses reading the body (the client is slow). */
+  /** Pauses reading the body (the client is slow); the read timeout waits too. */
   pause(): void {
     this.socket.pause();
+    if (this.readTimeout > 0) this.socket.setTimeout(0);
   }
 
   /** Resumes reading after {@link UpstreamConnection.pause}. */
   resume(): void {
+    if (this.readTimeout > 0) this.socket.setTimeout(this.readTimeout);
     this.socket.resume();
+  }
+
+  /** Closes the socket and takes the connection out of the pool at once (its 'close' event comes later). */
+  destroy(): void {
+    this.pool.dropIdle(this);
+    this.socket.destroy();
   }
 
   /** Closes the connection without a word to the handler (it dropped the response). */
   discard(): void {
     this.handler = undefined;
     this.read = Read.Idle;
-    this.socket.destroy();
+    this.destroy();
   }
 
   /** Limits how long the member may stay silent during this request (0: no limit). */
@@ -274,7 +307,7 @@ export class UpstreamConnection {
     const handler = this.handler;
     this.handler = undefined;
     this.read = Read.Idle;
-    this.socket.destroy();
+    this.destroy();
     handler?.onUpstreamError(this, err);
   }
 
@@ -285,7 +318,7 @@ export class UpstreamConnection {
       const handler = this.handler;
       if (handler === undefined) {
         // Bytes nobody asked for (after a response ended, or on an idle connection): not reusable.
-        this.socket.destroy();
+        this.destroy();
         return;
       }
       switch (this.read) {
@@ -302,7 +335,13 @@ export class UpstreamConnection {
           }
           const head = buf.toString('latin1', 0, end);
           buf = buf.subarray(end + 4);
-          if (!this.onHead(head, handler)) return;
+          const next = this.onHead(head, handler);
+          if (next === Head.Stop) return;
+          if (next === Head.Complete) {
+            // A response without a body: anything after it means the connection is out of step.
+            this.finish(buf.length === 0);
+            return;
+          }
           break;
         }
         case Read.Length:
@@ -313,7 +352,7 @@ export class UpstreamConnection {
           this.remaining -= n;
           const more = handler.onUpstreamData(this, data);
           if (this.handler !== handler) return;
-          if (!more) this.socket.pause();
+          if (!more) this.pause();
           if (this.remaining === 0) {
             if (this.read === Read.Length) {
               this.finish(buf.length === 0);
@@ -325,10 +364,13 @@ export class UpstreamConnection {
           break;
         }
         case Read.ChunkEnd: {
-          const n = Math.min(this.remaining, buf.length);
-          buf = buf.subarray(n);
-          this.remaining -= n;
-          if (this.remaining === 0) this.read = Read.ChunkSize;
+          // The CRLF that ends chunk data: `remaining` is 2 before the CR, 1 before the LF.
+          if (buf[0] !== (this.remaining === 2 ? 0x0d : 0x0a)) {
+            this.fail(new Error('the member sent chunk data longer than its chunk size'));
+            return;
+          }
+          buf = buf.subarray(1);
+          if (--this.remaining === 0) this.read = Read.ChunkSize;
           break;
         }
         case Read.ChunkSize:
@@ -368,28 +410,32 @@ export class UpstreamConnection {
         }
         case Read.UntilClose: {
           const more = handler.onUpstreamData(this, buf);
-          if (this.handler === handler && !more) this.socket.pause();
+          if (this.handler === handler && !more) this.pause();
           return;
         }
         case Read.Idle:
-          this.socket.destroy();
+          this.destroy();
           return;
       }
     }
   }
 
-  /** Parses a response head; false when parsing must stop (failed, dropped or over). */
-  private onHead(head: string, handler: UpstreamHandler): boolean {
+  /** Parses a response head and hands it to the handler; says how parsing goes on. */
+  private onHead(head: string, handler: UpstreamHandler): Head {
     const lines = head.split('\r\n');
     const statusLine = lines[0]!;
-    const match = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(statusLine);
+    const match = STATUS_LINE.exec(statusLine);
     if (match === null) {
-      this.fail(new Error(`the member answered something that is not HTTP/1.x: ${JSON.stringify(statusLine.slice(0, 60))}`));
-      return false;
+      this.fail(new Error(`the member answered something that is not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 60))}`));
+      return Head.Stop;
     }
     const status = Number(match[2]);
-    // 1xx (but 101): an interim answer; the real one follows. This proxy never sends Expect.
-    if (status >= 100 && status < 200 && status !== 101) return true;
+    if (status === 101) {
+      this.fail(new Error('the member switched protocols (101), which this proxy does not forward'));
+      return Head.Stop;
+    }
+    // 1xx: an interim answer; the real one follows. This proxy never sends Expect.
+    if (status < 200) return Head.More;
     const rawHeaders: string[] = [];
     let contentLength = -1;
     let chunked = false;
@@ -397,18 +443,19 @@ export class UpstreamConnection {
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i]!;
       const colon = line.indexOf(':');
-      if (colon <= 0) {
-        this.fail(new Error(`the member sent a malformed header line ${JSON.stringify(line.slice(0, 60))}`));
-        return false;
-      }
-      const name = line.slice(0, colon);
+      const name = colon > 0 ? line.slice(0, colon) : '';
       const value = line.slice(colon + 1).trim();
+      // As strict as node's own parser, so that what reaches writeHead() is valid.
+      if (!TOKEN.test(name) || CONTROL.test(value)) {
+        this.fail(new Error(`the member sent a malformed header line ${JSON.stringify(line.slice(0, 60))}`));
+        return Head.Stop;
+      }
       rawHeaders.push(name, value);
       const n = name.length;
       if (n === 14 && name.toLowerCase() === 'content-length') {
         if (!/^\d{1,15}$/.test(value) || (contentLength >= 0 && contentLength !== Number(value))) {
           this.fail(new Error(`the member sent a bad Content-Length ${JSON.stringify(value)}`));
-          return false;
+          return Head.Stop;
         }
         contentLength = Number(value);
       } else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
@@ -419,15 +466,20 @@ export class UpstreamConnection {
         else if (match[1] === '0' && v.includes('keep-alive')) close = false;
       }
     }
+    if (chunked && contentLength >= 0) {
+      // Both framings (RFC 9112 6.3): chunked wins, the length is dropped so
+      // that the client is not told one, and the connection is not reused.
+      for (let i = rawHeaders.length - 2; i >= 0; i -= 2) {
+        if (rawHeaders[i]!.toLowerCase() === 'content-length') rawHeaders.splice(i, 2);
+      }
+      close = true;
+    }
     if (close) this.reusable = false;
-    const bodyless = this.headRequest || status === 204 || status === 304 || status === 101;
+    const bodyless = this.headRequest || status === 204 || status === 304;
     const hasBody = !bodyless && (chunked || contentLength !== 0);
     handler.onUpstreamHead(this, status, match[3] ?? '', rawHeaders, hasBody);
-    if (this.handler !== handler) return false;
-    if (!hasBody) {
-      this.finish(true);
-      return false;
-    }
+    if (this.handler !== handler) return Head.Stop;
+    if (!hasBody) return Head.Complete;
     if (chunked) this.read = Read.ChunkSize;
     else if (contentLength > 0) {
       this.read = Read.Length;
@@ -436,7 +488,7 @@ export class UpstreamConnection {
       this.read = Read.UntilClose;
       this.reusable = false;
     }
-    return true;
+    return Head.More;
   }
 
   /** The response is complete: back to the pool (when `clean` and reusable), then the handler hears it. */
@@ -448,7 +500,7 @@ export class UpstreamConnection {
     if (clean && this.reusable) {
       this.socket.resume();
       this.pool.putIdle(this);
-    } else this.socket.destroy();
+    } else this.destroy();
     handler?.onUpstreamEnd(this);
   }
 
@@ -461,7 +513,7 @@ export class UpstreamConnection {
     }
     if (this.handler !== undefined) {
       this.fail(new Error(this.read === Read.Head ? 'the member closed the connection without answering' : 'the member closed the response before its end'));
-    } else this.socket.destroy();
+    } else this.destroy();
   }
 }
 

@@ -281,6 +281,12 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
   }
 
   private forward(req: IncomingMessage, res: ServerResponse, body: Buffer[] | undefined, length: number, arrived: number): void {
+    if (this.settings.stopping) {
+      // Its body finished arriving after drain() or close(): nothing new is sent upstream.
+      this.dropped(req.method ?? 'GET', req.url ?? '', 'shutting-down', 503);
+      sendJsonError(res, 503, 'httpproxy: proxy is shutting down', { Connection: 'close' });
+      return;
+    }
     const endpoints = this.balancer.plan(req.method ?? 'GET', req.url ?? '');
     if (endpoints.length === 0) {
       debug('zero endpoints currently available for %s %s', req.method, req.url);

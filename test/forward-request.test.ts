@@ -1,10 +1,15 @@
 /**
  * Hop-by-hop header handling of the forwarder (RFC 9110 section 7.6.1), as
- * plain functions over node's `rawHeaders` arrays. No etcd needed.
+ * plain functions over node's `rawHeaders` arrays; and its retries while the
+ * handler drains. No etcd needed.
  */
 import assert from 'node:assert/strict';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from '../src/forward-request.js';
+import { EndpointBalancer, V2ProxyHandler } from '../src/index.js';
 
 /** `[name, value]` pairs of a raw header array. */
 function pairs(raw: readonly string[]): Array<[string, string]> {
@@ -165,5 +170,67 @@ describe('downstreamResponseHeaders', () => {
 
   it('returns nothing for a response made only of hop-by-hop headers', () => {
     assert.deepEqual(downstreamResponseHeaders(['Connection', 'close', 'Transfer-Encoding', 'chunked', 'Keep-Alive', 'timeout=5']), []);
+  });
+});
+
+/**
+ * The forwarder during drain(), with fake members: a real etcd member can't be
+ * made to answer 503 after a chosen delay, exactly while the proxy drains.
+ */
+describe('forwarding while the handler drains', () => {
+  async function fakeMember(answer: (socket: Socket) => void): Promise<{ url: string; seen: () => number; close: () => void }> {
+    let seen = 0;
+    const sockets = new Set<Socket>();
+    const server = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('data', (d: Buffer) => {
+        if (d.toString('latin1').startsWith('GET /v2/keys/')) {
+          seen++;
+          answer(socket);
+        } else socket.write('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      seen: () => seen,
+      close: () => {
+        for (const s of sockets) s.destroy();
+        server.close();
+      },
+    };
+  }
+
+  it('a GET that gets a 503 during drain() still moves on to the next member and is answered', async () => {
+    const slow503 = await fakeMember((s) => setTimeout(() => s.write('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n'), 300));
+    const good = await fakeMember((s) => s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'));
+    const balancer = new EndpointBalancer({ endpoints: [slow503.url, good.url], strategy: 'first-available', leaderWrites: false });
+    const handler = new V2ProxyHandler({ balancer });
+    const server = createHttpServer(handler.handle);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      // setEndpoints shuffles: make the slow member first.
+      while (balancer.order()[0]!.url !== slow503.url) balancer.setEndpoints([slow503.url, good.url]);
+      const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = httpRequest(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v2/keys/a`, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      const drained = handler.drain(2000);
+      assert.deepEqual(await answer, { status: 200, body: 'ok' });
+      assert.deepEqual([slow503.seen(), good.seen()], [1, 1]);
+      await drained;
+    } finally {
+      server.close();
+      balancer.close();
+      slow503.close();
+      good.close();
+    }
   });
 });

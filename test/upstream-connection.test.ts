@@ -161,10 +161,89 @@ describe('UpstreamConnection: the response parser', () => {
     assert.equal(pool.open, 0);
   });
 
+  it('Content-Length and chunked together: chunked wins, the length is not passed on, the connection is not reused', async () => {
+    // A body that contains what would be a second response if the length were believed.
+    const both = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n1c\r\nhelloHTTP/1.1 200 OK\r\nX: y\r\n\r\n0\r\n\r\n';
+    const { outcomes, pool, up } = await exchange(() => both, { requests: 2 });
+    for (const o of outcomes) {
+      assert.equal(o.error, undefined);
+      assert.equal(Buffer.concat(o.body).toString(), 'helloHTTP/1.1 200 OK\r\nX: y\r\n');
+      assert.ok(!o.headers!.some((h) => h.toLowerCase() === 'content-length'), String(o.headers));
+    }
+    assert.equal(up.requests.length, 2);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(pool.open, 0, 'each connection closed after its answer');
+  });
+
+  it('bytes after an answer without a body mean the connection is out of step: it is not reused', async () => {
+    const { outcomes, pool } = await exchange(() => 'HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+    assert.deepEqual([outcomes[0]!.status, outcomes[0]!.ended], [204, true]);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(pool.open, 0);
+  });
+
+  it('a connection the member closed while idle is not handed to the next request', async () => {
+    const up = await upstream(() => ok('x'));
+    servers.push(up.server);
+    const pool = new UpstreamPool({ hostname: '127.0.0.1', port: up.port, tls: undefined, idleTimeout: 5000 });
+    pools.push(pool);
+    const first = collect();
+    pool.acquire(first.handler).send('POST', 'POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n', undefined);
+    await first.done;
+    // The idle connection's socket is destroyed (as when the member's FIN is read), and a request comes in the
+    // same turn, before the socket's 'close' event.
+    const idle = (pool as unknown as { idle: UpstreamConnection[] }).idle[0]!;
+    idle.socket.destroy();
+    const second = collect();
+    const conn = pool.acquire(second.handler);
+    assert.notEqual(conn, idle);
+    conn.send('POST', 'POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n', undefined);
+    const o = await second.done;
+    assert.equal(o.error, undefined);
+    assert.equal(o.status, 200);
+  });
+
+  it('the read timeout waits while the client is slow (reading paused), and applies again after', async () => {
+    const body = 'b'.repeat(512 * 1024);
+    const up = await upstream(() => ok(body));
+    servers.push(up.server);
+    const pool = new UpstreamPool({ hostname: '127.0.0.1', port: up.port, tls: undefined, idleTimeout: 5000 });
+    pools.push(pool);
+    let conn!: UpstreamConnection;
+    const received: Buffer[] = [];
+    let paused = false;
+    const outcome = await new Promise<Error | undefined>((resolve) => {
+      conn = pool.acquire({
+        onUpstreamConnected: () => undefined,
+        onUpstreamWritten: () => undefined,
+        onUpstreamHead: () => undefined,
+        onUpstreamData(c, chunk) {
+          received.push(Buffer.from(chunk));
+          if (paused) return true;
+          paused = true;
+          // A client that reads nothing for 4 read timeouts.
+          setTimeout(() => c.resume(), 400);
+          return false;
+        },
+        onUpstreamEnd: () => resolve(undefined),
+        onUpstreamError: (_c, err) => resolve(err),
+      });
+      conn.setReadTimeout(100);
+      conn.send('GET', 'GET / HTTP/1.1\r\n\r\n', undefined);
+    });
+    assert.equal(outcome, undefined, String(outcome));
+    assert.equal(Buffer.concat(received).length, body.length);
+  });
+
   it('malformed answers fail the request with a message saying what was wrong', async () => {
     const cases: Array<[string, RegExp]> = [
-      ['SSH-2.0-OpenSSH\r\n\r\n', /not HTTP\/1\.x/],
+      ['SSH-2.0-OpenSSH\r\n\r\n', /not an HTTP\/1\.x status line/],
+      ['HTTP/1.1 000 Weird\r\nContent-Length: 0\r\n\r\n', /not an HTTP\/1\.x status line/],
+      ['HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n', /switched protocols/],
       ['HTTP/1.1 200 OK\r\nno colon here\r\n\r\n', /malformed header line/],
+      ['HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok', /malformed header line/],
+      ['HTTP/1.1 200 OK\r\nX-A: a\nb\r\nContent-Length: 2\r\n\r\nok', /malformed header line/],
+      ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n', /longer than its chunk size/],
       ['HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n', /bad Content-Length/],
       ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', /bad chunk size/],
       [`HTTP/1.1 200 OK\r\nX: ${'a'.repeat(70 * 1024)}`, /head is over 65536 bytes/],

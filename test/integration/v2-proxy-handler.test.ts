@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { waitHealthy } from '../../examples/local-etcd.js';
 import { ClusterResolver, EndpointBalancer, UpstreamError, V2ProxyHandler } from '../../src/index.js';
@@ -122,6 +123,30 @@ describe('V2ProxyHandler embedded in a plain node:http server', { skip: skipWith
     const node = (JSON.parse(received.body) as { node: { value: string } }).node;
     assert.equal(node.value.length, value.length);
     assert.equal(node.value, value);
+  });
+
+  it('a request whose body is still arriving at close() is answered 503 and never forwarded', async () => {
+    const { url, handler } = await embed([m.clientUrl]);
+    const before = await etcdIndex();
+    const { port } = new URL(url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1');
+      let got = '';
+      socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      socket.on('close', () => resolve(got));
+      socket.on('error', reject);
+      socket.write('PUT /v2/keys/after-close HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\nval');
+      setTimeout(() => {
+        handler.close();
+        socket.write('ue=1');
+      }, 100);
+      setTimeout(() => socket.destroy(), 3000);
+    });
+    assert.match(answer, /^HTTP\/1\.1 503 /);
+    assert.match(answer, /proxy is shutting down/);
+    assert.equal(handler.inFlight, 0);
+    assert.equal((await http(`${m.clientUrl}/v2/keys/after-close`)).status, 404);
+    assert.equal(await etcdIndex(), before);
   });
 
   it('503 "zero endpoints" while the balancer knows no endpoint (an embedder before the resolver answered)', async () => {

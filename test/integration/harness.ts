@@ -119,6 +119,16 @@ export async function watcherCount(clientUrl: string): Promise<number> {
   return (res.json() as { watchers: number }).watchers;
 }
 
+/** etcd's own count of v2 requests a member received (`etcd_http_received_total`), of one method or all. */
+export async function requestsReceived(clientUrl: string, method?: string): Promise<number> {
+  const text = (await http(`${clientUrl}/metrics`)).body;
+  let total = 0;
+  for (const match of text.matchAll(/^etcd_http_received_total\{([^}]*)\} (\d+(?:\.\d+)?(?:e\+\d+)?)$/gm)) {
+    if (method === undefined || match[1]!.includes(`method="${method}"`)) total += Number(match[2]);
+  }
+  return total;
+}
+
 /** Runs `ETCDCTL_API=2 etcdctl --endpoints <endpoint> ...args`, bounded to 15 s. */
 export function etcdctl(endpoint: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

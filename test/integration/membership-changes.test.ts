@@ -19,7 +19,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ClusterSnapshot, ClusterUnreachableError } from '../../src/index.js';
-import { cleanup, cluster, etcdctl, eventually, form, freePort, http, member, proxy, skipWithoutEtcd, tempDir } from './harness.js';
+import { cleanup, cluster, etcdctl, eventually, form, freePort, http, member, proxy, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 const REFRESH = 1000;
@@ -28,14 +28,6 @@ type Proxy = Awaited<ReturnType<typeof proxy>>;
 
 function endpointsOf(p: Proxy): string[] {
   return p.balancer.endpoints.map((e) => e.url).sort();
-}
-
-/** etcd's own count of v2 requests a member received. */
-async function requestsReceived(m: LocalEtcd): Promise<number> {
-  const text = (await http(`${m.clientUrl}/metrics`)).body;
-  let total = 0;
-  for (const match of text.matchAll(/^etcd_http_received_total\{[^}]*\} (\d+(?:\.\d+)?(?:e\+\d+)?)$/gm)) total += Number(match[1]);
-  return total;
 }
 
 interface LoadResult {
@@ -202,8 +194,8 @@ describe('membership changes while the proxy serves', { skip: skipWithoutEtcd },
     assert.ok(took <= REFRESH + 1000, `${took} ms`);
     assert.deepEqual(endpointsOf(p), [...original, m4].map((m) => m.clientUrl).sort());
     // Requests of the load now reach it (only the proxy sends it v2 requests).
-    const before = await requestsReceived(m4);
-    await eventually(async () => (await requestsReceived(m4)) > before + 10, 5000, `node4 to receive proxied requests`);
+    const before = await requestsReceived(m4.clientUrl);
+    await eventually(async () => (await requestsReceived(m4.clientUrl)) > before + 10, 5000, `node4 to receive proxied requests`);
     await eventually(async () => (await clusterFile()).includes(m4.peerUrl), 2000, 'the cluster file to list node4');
     assert.deepEqual(await clusterFile(), [...original, m4].map((m) => m.peerUrl).sort());
   });

@@ -340,7 +340,10 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
         : err instanceof UpstreamReadTimeout
           ? new UpstreamError(endpoint.url, phase, err.message, { timeout: true })
           : new UpstreamError(endpoint.url, phase, endpoint.describeFailure(err), { cause: err });
-    settings.balancer.reportFailure(endpoint, failure);
+    // A degraded member (alive, no leader: its /health says so) can't answer a write or a quorum read: its
+    // failing one says nothing new, and must not hide that it still serves plain reads.
+    const expected = endpoint.state === 'degraded' && failure.phase !== 'connect' && (!this.retryable || (req.url ?? '').includes('quorum=true'));
+    if (!expected) settings.balancer.reportFailure(endpoint, failure);
     debug('%s %s to %s failed (%s): %s', method, req.url, endpoint.url, failure.phase, failure.message);
     if (res.headersSent) {
       this.dropped('failed-response', 0, failure);

@@ -323,14 +323,10 @@ export class UpstreamConnection {
       }
       switch (this.read) {
         case Read.Head: {
-          if (this.partial !== undefined) {
-            buf = Buffer.concat([this.partial, buf]);
-            this.partial = undefined;
-          }
+          buf = this.joined(buf);
           const end = buf.indexOf(CRLF2);
           if (end < 0) {
-            if (buf.length > MAX_HEAD) this.fail(new Error(`the member's response head is over ${MAX_HEAD} bytes`));
-            else this.partial = buf;
+            this.keep(buf, `the member's response head is over ${MAX_HEAD} bytes`);
             return;
           }
           const head = buf.toString('latin1', 0, end);
@@ -375,14 +371,10 @@ export class UpstreamConnection {
         }
         case Read.ChunkSize:
         case Read.Trailers: {
-          if (this.partial !== undefined) {
-            buf = Buffer.concat([this.partial, buf]);
-            this.partial = undefined;
-          }
+          buf = this.joined(buf);
           const end = buf.indexOf(CRLF);
           if (end < 0) {
-            if (buf.length > MAX_HEAD) this.fail(new Error('a chunk-size or trailer line of the member is too long'));
-            else this.partial = buf;
+            this.keep(buf, 'a chunk-size or trailer line of the member is too long');
             return;
           }
           const line = buf.toString('latin1', 0, end);
@@ -418,6 +410,20 @@ export class UpstreamConnection {
           return;
       }
     }
+  }
+
+  /** `buf` behind the bytes kept from earlier reads (a head or line split over packets). */
+  private joined(buf: Buffer): Buffer {
+    if (this.partial === undefined) return buf;
+    const all = Buffer.concat([this.partial, buf]);
+    this.partial = undefined;
+    return all;
+  }
+
+  /** Keeps an unfinished head or line for the next read; fails the request, saying `tooLong`, past MAX_HEAD bytes. */
+  private keep(buf: Buffer, tooLong: string): void {
+    if (buf.length > MAX_HEAD) this.fail(new Error(tooLong));
+    else this.partial = buf;
   }
 
   /** Parses a response head and hands it to the handler; says how parsing goes on. */

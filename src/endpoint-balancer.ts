@@ -92,6 +92,11 @@ export interface EndpointBalancerEvents {
 
 const WRITE_METHODS = new Set(['PUT', 'POST', 'DELETE', 'PATCH']);
 
+/** A write or a `quorum=true` read: what a degraded member (no leader) can't serve. */
+export function needsQuorum(method: string, url: string): boolean {
+  return WRITE_METHODS.has(method) || url.includes('quorum=true');
+}
+
 /**
  * Holds the cluster's client URLs as {@link Endpoint}s and tells each request
  * in which order to try them.
@@ -233,7 +238,7 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
    */
   plan(method: string, url: string): readonly Endpoint[] {
     const write = WRITE_METHODS.has(method);
-    const quorum = write || url.includes('quorum=true');
+    const quorum = needsQuorum(method, url);
     const sets = (this.cachedCandidates ??= {
       all: this.list.filter((e) => e.state === 'up' || e.state === 'degraded'),
       plain: this.list.filter((e) => e.state === 'up'),

@@ -5,6 +5,7 @@ import { DeadlineQueue } from './deadline-queue.js';
 import type { DeadlineNode } from './deadline-queue.js';
 import { connectTo } from './endpoint.js';
 import type { Endpoint } from './endpoint.js';
+import { needsQuorum } from './endpoint-balancer.js';
 import type { EndpointBalancer } from './endpoint-balancer.js';
 import { UpstreamError } from './errors.js';
 import { sendJsonError } from './json-error.js';
@@ -29,14 +30,8 @@ const debug = createDebug('etcd-v2-proxy:forward');
 /** Timeouts and shared state the forwarder needs; built once per handler. */
 export interface ForwardSettings {
   readonly balancer: EndpointBalancer;
-  /** ms to establish a TCP connection to an endpoint (etcd `--proxy-dial-timeout`). */
-  readonly dialTimeout: number;
-  /** ms to write the request once connected (etcd `--proxy-write-timeout`). */
-  readonly writeTimeout: number;
   /** ms the upstream may stay silent once the request is written; 0 = no limit (etcd `--proxy-read-timeout`). */
   readonly readTimeout: number;
-  /** ms from the request written to the response headers; 0 = no limit. Watches get their headers at once. */
-  readonly responseTimeout: number;
   /** `Via` entry this proxy adds, to recognise requests that loop back to it. */
   readonly via: string;
   /** Upstream requests in flight, so that `close()` can abort them. */
@@ -45,7 +40,10 @@ export interface ForwardSettings {
   readonly watches: Set<InFlight>;
   /** Where request outcomes are reported (the handler itself). */
   readonly events: EventEmitter<V2ProxyHandlerEvents>;
-  /** The dial, write and response-header deadlines (see {@link forwardDeadlines}). */
+  /**
+   * The dial (etcd `--proxy-dial-timeout`), write (`--proxy-write-timeout`) and
+   * response-header deadlines (see {@link forwardDeadlines}).
+   */
   readonly deadlines: ForwardDeadlines;
   /** Set when the handler stops (drain or close): requests it aborts say nothing against their endpoint. */
   stopping: boolean;
@@ -342,7 +340,7 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
           : new UpstreamError(endpoint.url, phase, endpoint.describeFailure(err), { cause: err });
     // A degraded member (alive, no leader: its /health says so) can't answer a write or a quorum read: its
     // failing one says nothing new, and must not hide that it still serves plain reads.
-    const expected = endpoint.state === 'degraded' && failure.phase !== 'connect' && (!this.retryable || (req.url ?? '').includes('quorum=true'));
+    const expected = endpoint.state === 'degraded' && failure.phase !== 'connect' && needsQuorum(method, req.url ?? '');
     if (!expected) settings.balancer.reportFailure(endpoint, failure);
     debug('%s %s to %s failed (%s): %s', method, req.url, endpoint.url, failure.phase, failure.message);
     if (res.headersSent) {

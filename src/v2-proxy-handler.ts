@@ -167,16 +167,14 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     }
     this.resolver = options.resolver;
     this.maxBodyBytes = positiveIntegerOption('maxBodyBytes', options.maxBodyBytes, 10 * 1024 * 1024);
-    const dialTimeout = durationOption('dialTimeout', options.dialTimeout, 1000, 1);
-    const writeTimeout = durationOption('writeTimeout', options.writeTimeout, 5000);
-    const responseTimeout = durationOption('responseTimeout', options.responseTimeout, 10000);
     this.settings = {
       balancer,
-      dialTimeout,
-      writeTimeout,
       readTimeout: durationOption('readTimeout', options.readTimeout, 0),
-      responseTimeout,
-      deadlines: forwardDeadlines(dialTimeout, writeTimeout, responseTimeout),
+      deadlines: forwardDeadlines(
+        durationOption('dialTimeout', options.dialTimeout, 1000, 1),
+        durationOption('writeTimeout', options.writeTimeout, 5000),
+        durationOption('responseTimeout', options.responseTimeout, 10000),
+      ),
       via: `1.1 etcd-v2-proxy-${proxyIdOption(options.proxyId)}`,
       events: this,
       inFlight: new Set<InFlight>(),

@@ -72,11 +72,6 @@ export class Endpoint {
     this.#pool = new UpstreamPool({ hostname: this.hostname, port: this.port, tls: secure ? tlsConnectOptions(this.tls) : undefined, idleTimeout });
   }
 
-  /** Connections to this endpoint that are open (idle ones included). */
-  get connections(): number {
-    return this.#pool.open;
-  }
-
   /** Closes the idle connections now, the others when their request ends. */
   close(): void {
     this.#pool.close();

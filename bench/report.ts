@@ -38,21 +38,8 @@ export interface Run {
   rssMb: number | null;
 }
 
-export interface Cell {
-  workload: string;
-  c: number;
-  system: SystemId;
-  runs: number;
-  rps: number;
-  p50Ms: number;
-  p99Ms: number;
-  errors: number;
-  cpuPer1k: number | null;
-  userPer1k: number | null;
-  sysPer1k: number | null;
-  memberCpuPer1k: number;
-  rssMb: number | null;
-}
+/** The medians of the runs of one workload, concurrency and system. */
+export type Cell = Omit<Run, 'rep' | 'requests'> & { runs: number };
 
 export interface WatchResult {
   system: SystemId;

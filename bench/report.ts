@@ -418,7 +418,7 @@ export function renderMarkdown(d: ReportData): string {
     '',
     '## Idle watchers',
     '',
-    'N long polls (`GET /v2/keys/w?wait=true`) opened through a freshly started proxy (and, for reference, on the member directly) by a separate process (bench/watchers.ts; 250 at a time, each batch written before the next), then: ' +
+    'N long polls (`GET /v2/keys/w?wait=true`) opened through a freshly started proxy (and, for reference, on the member directly) by a separate process (bench/watchers.ts: one raw socket per watcher with a minimal HTTP/1.1 response reader, so that the client is not what the fan-out measures; 250 at a time, each batch written before the next), then: ' +
       'the member\'s own count of watchers (`/v2/stats/store`) once it settles ("registered"); the watchers whose request failed before the write ("registration errors"); ' +
       'the proxy\'s ESTABLISHED connections to the member (/proc/<pid>/fd matched to /proc/net/tcp) and RSS while idle; one PUT on the member and the time until the last watcher has the event; ' +
       'the proxy\'s CPU time over that fan-out; every watcher that got it re-polls at once with its `waitIndex` (as confd-like clients do); then the watcher process exits and, 2 s later, the proxy\'s connections to the member and the member\'s watcher count are read again. ' +

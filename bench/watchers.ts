@@ -16,7 +16,9 @@
  *   `waitIndex=<index+1>`, as confd-like clients do (round 2);
  * - `exit`: exits, so that every client connection closes at once.
  */
-import { Agent, request } from 'node:http';
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 
 interface Config {
@@ -31,12 +33,13 @@ type State = 'pending' | 'sent' | 'open' | 'event' | 'error';
 
 interface Watch {
   state: State;
+  round: number;
   index?: number;
   at?: number;
 }
 
 const cfg = JSON.parse(process.argv[2] ?? '{}') as Config;
-const agent = new Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY, maxFreeSockets: cfg.n });
+const target = new URL(cfg.url);
 const rounds: Watch[][] = [];
 const statuses: Record<string, number>[] = [];
 /** The first few distinct error bodies (status: body), to say why requests failed. */
@@ -52,58 +55,118 @@ function tally(table: Record<string, number>, key: string): void {
   table[key] = (table[key] ?? 0) + 1;
 }
 
-/** Starts one watch; resolves once its request is written (or failed). */
+/**
+ * One client connection, kept open between a watcher's rounds (a re-poll
+ * reuses it, as a keep-alive client does). The client is a raw socket with a
+ * minimal HTTP/1.1 response reader, not node:http: with thousands of answers
+ * arriving at once, node:http's client in this one process would take longer
+ * to take them in than the systems measured take to send them.
+ */
+class Conn {
+  readonly socket: Socket;
+  watch: Watch | undefined = undefined;
+  /** The current response's bytes so far (latin1: etcd's answers are small). */
+  text = '';
+  constructor() {
+    this.socket = connect(Number(target.port), target.hostname);
+    this.socket.setNoDelay(true);
+    this.socket.on('data', onData);
+    this.socket.on('error', onError);
+    this.socket.on('close', onClose);
+    (this.socket as Socket & { conn?: Conn }).conn = this;
+  }
+}
+
+const conns: Conn[] = [];
+
+function fail(w: Watch, reason: string, status?: number): void {
+  if (w.state === 'error' || w.state === 'event') return;
+  w.state = 'error';
+  if (status !== undefined) tally(statuses[w.round]!, String(status));
+  else tally(codes[w.round]!, reason);
+  onChange?.();
+}
+
+/** The body of a complete response in `text` (head included), or undefined while incomplete. */
+function completeBody(text: string, headEnd: number): string | undefined {
+  const head = text.slice(0, headEnd).toLowerCase();
+  const length = /\r\ncontent-length: *(\d+)/.exec(head);
+  if (length !== null) {
+    const body = text.slice(headEnd + 4);
+    return body.length >= Number(length[1]) ? body : undefined;
+  }
+  if (!/\r\ntransfer-encoding: *chunked/.test(head)) return undefined; // until close
+  let body = '';
+  let at = headEnd + 4;
+  for (;;) {
+    const eol = text.indexOf('\r\n', at);
+    if (eol < 0) return undefined;
+    const size = parseInt(text.slice(at, eol), 16);
+    if (Number.isNaN(size)) return undefined;
+    if (size === 0) return text.length >= eol + 4 && text.slice(eol + 2, eol + 4) === '\r\n' ? body : undefined;
+    if (text.length < eol + 2 + size + 2) return undefined;
+    body += text.slice(eol + 2, eol + 2 + size);
+    at = eol + 2 + size + 2;
+  }
+}
+
+function onData(this: Socket & { conn?: Conn }, chunk: Buffer): void {
+  const c = this.conn!;
+  const w = c.watch;
+  if (w === undefined) return;
+  c.text += chunk.toString('latin1');
+  const headEnd = c.text.indexOf('\r\n\r\n');
+  if (headEnd < 0) return;
+  const status = Number(c.text.slice(9, 12));
+  if (status === 200 && w.state !== 'open') {
+    // The headers of a watch come at once; the event comes later.
+    w.state = 'open';
+  }
+  const body = completeBody(c.text, headEnd);
+  if (body === undefined) return;
+  c.text = '';
+  c.watch = undefined;
+  if (status !== 200) {
+    fail(w, 'status', status);
+    if (samples.size < 4) samples.add(`${status}: ${body.trim().slice(0, 200)}`);
+    return;
+  }
+  // The event's index, without parsing the whole body: this process must not be the bottleneck.
+  const m = /"node":\{[^{}]*"modifiedIndex":(\d+)/.exec(body);
+  if (m === null) {
+    fail(w, 'no-event-in-body');
+    return;
+  }
+  w.index = Number(m[1]);
+  w.at = performance.now();
+  w.state = 'event';
+  onChange?.();
+}
+
+function onError(this: Socket & { conn?: Conn }, err: NodeJS.ErrnoException): void {
+  const w = this.conn!.watch;
+  if (w !== undefined) fail(w, err.code ?? err.message);
+}
+
+function onClose(this: Socket & { conn?: Conn }): void {
+  const w = this.conn!.watch;
+  if (w !== undefined) fail(w, w.state === 'open' ? 'response-cut' : 'closed');
+}
+
+/** Starts one watch on connection `i`; resolves once its request is written (or failed). */
 function watch(round: number, i: number, path: string): Promise<void> {
-  const w: Watch = { state: 'pending' };
+  const w: Watch = { state: 'pending', round };
   rounds[round]![i] = w;
-  const fail = (reason: string, status?: number): void => {
-    if (w.state === 'error' || w.state === 'event') return;
-    w.state = 'error';
-    if (status !== undefined) tally(statuses[round]!, String(status));
-    else tally(codes[round]!, reason);
-    onChange?.();
-  };
+  let c = conns[i];
+  if (c === undefined || c.socket.destroyed) c = conns[i] = new Conn();
+  c.watch = w;
+  c.text = '';
   return new Promise((written) => {
-    const req = request(`${cfg.url}${path}`, { agent }, (res) => {
-      if (res.statusCode !== 200) {
-        fail('status', res.statusCode);
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
-        res.on('end', () => {
-          if (samples.size < 4) samples.add(`${res.statusCode}: ${text.trim().slice(0, 200)}`);
-        });
-        return;
-      }
-      w.state = 'open';
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        // The event's index, without parsing the whole body: this process must not be the bottleneck.
-        const m = /"node":\{[^{}]*"modifiedIndex":(\d+)/.exec(Buffer.concat(chunks).toString('latin1'));
-        if (m === null) {
-          fail('no-event-in-body');
-          return;
-        }
-        w.index = Number(m[1]);
-        w.at = performance.now();
-        w.state = 'event';
-        onChange?.();
-      });
-      res.on('error', (err: NodeJS.ErrnoException) => fail(err.code ?? err.message));
-      res.on('close', () => {
-        if (!res.complete) fail('response-cut');
-      });
-    });
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      fail(err.code ?? err.message);
+    c.socket.write(`GET ${path} HTTP/1.1\r\nHost: ${target.host}\r\n\r\n`, 'latin1', (err) => {
+      if (err) fail(w, (err as NodeJS.ErrnoException).code ?? err.message);
+      else if (w.state === 'pending') w.state = 'sent';
       written();
     });
-    req.on('finish', () => {
-      if (w.state === 'pending') w.state = 'sent';
-      written();
-    });
-    req.end();
   });
 }
 

@@ -160,8 +160,8 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
   dueAfter: Exchange | undefined = undefined;
 
   readonly method: string;
-  /** The request line and headers sent upstream, built once for every attempt. */
-  readonly head: string;
+  /** The request line and headers sent upstream, built once for every attempt; dropped once the answer streams. */
+  head: string;
   readonly retryable: boolean;
   readonly watch: boolean;
   clientGone = false;
@@ -264,6 +264,8 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
       this.failed(err as Error);
       return;
     }
+    // No attempt follows once the answer streams (an open watch would hold the head for hours).
+    this.head = '';
     const { events } = settings;
     if (events.listenerCount('forwarded') > 0) {
       events.emit('forwarded', {

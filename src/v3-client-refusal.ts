@@ -52,48 +52,72 @@ export function refuseV3Clients(server: Server | HttpsServer, message: string = 
   const httpListeners = server.listeners(event) as Array<(socket: Socket) => void>;
   server.removeAllListeners(event);
   const grpcMessage = percentEncode(message);
+  // A connection is "undecided" until its first bytes say HTTP/1.x or h2c.
+  // Its state lives here, and its listeners are shared by all connections:
+  // an idle watch holds nothing of this code once its connection is decided.
+  const undecided = new Map<Socket, { due: number; head: Buffer | undefined }>();
+  // A connection that sends nothing is dropped like one that never finishes
+  // its headers, by one unref'd sweep that runs while any is undecided.
+  const limit = server.headersTimeout || 60000;
+  let sweeper: NodeJS.Timeout | undefined;
+  const sweep = (): void => {
+    const now = performance.now();
+    for (const [socket, state] of undecided) if (state.due <= now) socket.destroy();
+    if (undecided.size === 0) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+    }
+  };
   // Connections not handed to node:http yet are not in its connection list:
   // close them with the idle ones (server.close() does that), or close()
   // would wait for them until their timeout.
-  const undecided = new Set<Socket>();
   for (const method of ['closeIdleConnections', 'closeAllConnections'] as const) {
     const original = server[method].bind(server);
     server[method] = () => {
-      for (const socket of undecided) socket.destroy();
+      for (const socket of undecided.keys()) socket.destroy();
       original();
     };
   }
-  server.on(event, (socket: Socket) => {
-    let head: Buffer | undefined;
-    undecided.add(socket);
-    socket.once('close', () => undecided.delete(socket));
-    // The server is allowHalfOpen: a client that leaves before sending a byte (a port probe) must be let go.
-    const onEnd = (): void => void socket.destroy();
-    socket.once('end', onEnd);
-    const onData = (chunk: Buffer): void => {
-      head = head === undefined ? chunk : Buffer.concat([head, chunk]);
-      const n = Math.min(head.length, PREFACE.length);
-      const looksH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
-      // Undecided until the bytes differ from the preface or all of it is here.
-      if (looksH2 && head.length < PREFACE.length) return;
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      undecided.delete(socket);
-      socket.setTimeout(0);
-      socket.pause();
-      if (looksH2) {
-        debug('h2c connection from %s: answering gRPC calls with UNIMPLEMENTED', socket.remoteAddress);
-        new GrpcRefusal(socket, grpcMessage).receive(head.subarray(PREFACE.length));
-        socket.resume();
-        return;
-      }
-      socket.unshift(head);
-      for (const listener of httpListeners) listener.call(server, socket);
+  function onClose(this: Socket): void {
+    undecided.delete(this);
+  }
+  // The server is allowHalfOpen: a client that leaves before sending a byte (a port probe) must be let go.
+  function onEnd(this: Socket): void {
+    this.destroy();
+  }
+  function onData(this: Socket, chunk: Buffer): void {
+    const socket = this;
+    const state = undecided.get(socket);
+    if (state === undefined) return;
+    const head = state.head === undefined ? chunk : Buffer.concat([state.head, chunk]);
+    const n = Math.min(head.length, PREFACE.length);
+    const looksH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
+    // Undecided until the bytes differ from the preface or all of it is here.
+    if (looksH2 && head.length < PREFACE.length) {
+      state.head = head;
+      return;
+    }
+    undecided.delete(socket);
+    socket.off('data', onData);
+    socket.off('end', onEnd);
+    socket.off('close', onClose);
+    socket.pause();
+    if (looksH2) {
+      debug('h2c connection from %s: answering gRPC calls with UNIMPLEMENTED', socket.remoteAddress);
+      new GrpcRefusal(socket, grpcMessage).receive(head.subarray(PREFACE.length));
       socket.resume();
-    };
-    // A connection that sends nothing is dropped like one that never finishes its headers.
-    socket.setTimeout(server.headersTimeout || 60000, () => socket.destroy());
+      return;
+    }
+    socket.unshift(head);
+    for (const listener of httpListeners) listener.call(server, socket);
+    socket.resume();
+  }
+  server.on(event, (socket: Socket) => {
+    undecided.set(socket, { due: performance.now() + limit, head: undefined });
+    socket.on('close', onClose);
+    socket.on('end', onEnd);
     socket.on('data', onData);
+    sweeper ??= setInterval(sweep, Math.min(1000, limit / 4)).unref();
   });
 }
 

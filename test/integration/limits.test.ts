@@ -76,6 +76,18 @@ describe('limits and bad input', { skip: skipWithoutEtcd }, () => {
     assert.equal(p.handler.inFlight, 0);
   });
 
+  test('a connection that sends nothing at all is closed after clientHeadersTimeout', async () => {
+    const started = Date.now();
+    const closed = await new Promise<number>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.on('close', () => resolve(Date.now() - started));
+      s.on('error', () => undefined);
+      setTimeout(() => s.destroy(), 5000).unref();
+    });
+    // The check runs every quarter of the timeout (at most every second): up to 250 ms late here.
+    assert.ok(closed >= 900 && closed < 3500, `closed after ${closed} ms`);
+  });
+
   test('a body never finished: 408 after clientRequestTimeout, no upstream request, no upstream connection held', async () => {
     const before = await received(m);
     const { text, ms } = await exchange(port, 'PUT /v2/keys/never HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nvalue=', 6000);

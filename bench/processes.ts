@@ -167,6 +167,8 @@ export interface NodeProxyOptions {
   leaderWrites?: boolean;
   /** Run under `node --cpu-prof --cpu-prof-dir=<dir>`. */
   cpuProfDir?: string;
+  /** More node flags, before the script. */
+  nodeFlags?: readonly string[];
 }
 
 /** This library's proxy (createProxy) in its own node process: bench/proxy-child.ts, compiled. */
@@ -179,6 +181,7 @@ export async function startNodeProxy(o: NodeProxyOptions): Promise<ProxyProcess>
   if (o.leaderWrites !== undefined) options.leaderWrites = o.leaderWrites;
   const nodeArgs = [
     ...(o.cpuProfDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : []),
+    ...(o.nodeFlags ?? []),
     o.entry,
     JSON.stringify(options),
     ...(o.leaderWrites === true ? ['--wait-leader'] : []),

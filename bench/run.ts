@@ -28,7 +28,7 @@ import { summarizeProfile } from './profile.js';
 import { CLK_TCK, connectionsTo, cpuMs, cpuModel, cpuTimes, loadAverage, openFilesLimit, peakRssMb, rssMb } from './procfs.js';
 import { buildProxyChild, commandLine, FD_LIMIT, killStarted, REPO, startGoProxy, startLineChild, startNodeProxy } from './processes.js';
 import type { ProxyProcess } from './processes.js';
-import { cellOf, leaderTable, loadTables, ratioTable, renderMarkdown, targetTable, watchTable } from './report.js';
+import { cellOf, leaderTable, loadTables, ratioTable, renderMarkdown, SMALL_YOUNG_GENERATION, targetTable, watchTable } from './report.js';
 import type { Cell, Facts, LeaderRun, ReportData, Run, SystemId, WatchResult, Workload } from './report.js';
 import { runWrk, wrkArgs, wrkVersion } from './wrk.js';
 
@@ -243,12 +243,13 @@ async function watchScale(system: SystemId, n: number, member: LocalEtcd, initia
   const port = await freePort();
   const dataDir = join(tmp, `watch-${system}-${n}`);
   const proxy =
-    system === 'node'
-      ? await startNodeProxy({ entry, port, initialCluster, dataDir })
+    system === 'node' || system === 'node-semi4'
+      ? await startNodeProxy({ entry, port, initialCluster, dataDir, nodeFlags: system === 'node' ? [] : [SMALL_YOUNG_GENERATION] })
       : system === 'go'
         ? await startGoProxy({ port, initialCluster, dataDir })
         : undefined;
   if (proxy !== undefined) proxies.add(proxy);
+  if (system === 'node-semi4' && proxy !== undefined) commands.set('this proxy with a smaller young generation (watch test, largest N)', proxy.command);
   // etcd directly: nothing of a proxy to read.
   const pidOf = <T>(read: (pid: number) => T, none: T): T => (proxy === undefined ? none : read(proxy.pid));
   const conns = (): number => pidOf((pid) => connectionsTo(pid, [member.clientPort]), Number.NaN);
@@ -433,7 +434,9 @@ async function main(): Promise<void> {
 
   // Idle watchers, a fresh proxy each time, the two proxies alternating.
   for (const [i, n] of (section('watch') ? plan.watchers : []).entries()) {
-    for (const system of rotate(['node', 'go', 'etcd'] as SystemId[], i)) {
+    // At the largest N, the proxy also runs with a smaller young generation (README, "Memory").
+    const largest = n === Math.max(...plan.watchers);
+    for (const system of rotate((largest ? ['node', 'node-semi4', 'go', 'etcd'] : ['node', 'go', 'etcd']) as SystemId[], i)) {
       if (overBudget()) {
         skipped.push(`watchers: ${system} N=${n}`);
         continue;
@@ -441,7 +444,7 @@ async function main(): Promise<void> {
       watch.push(await watchScale(system, n, member, initialCluster));
     }
   }
-  const order: SystemId[] = ['etcd', 'node', 'go'];
+  const order: SystemId[] = ['etcd', 'node', 'node-semi4', 'go'];
   watch.sort((a, b) => a.n - b.n || order.indexOf(a.system) - order.indexOf(b.system));
   await member.stop();
   members.splice(members.indexOf(member), 1);

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { startEtcd, waitHealthy } from '../../examples/local-etcd.js';
-import { cleanup, cluster, eventually, http, onCleanup, proxy, skipWithoutEtcd, tempDir } from './harness.js';
+import { cleanup, cluster, eventually, freeze, http, onCleanup, proxy, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 /** Requests of `method` a member received (etcd's own count). */
@@ -68,8 +68,8 @@ describe('EndpointBalancer with a real 3-member cluster', { skip: skipWithoutEtc
     p.balancer.on('endpointUp', (e, info) => e.url === target.clientUrl && ups.push(info.outForMs));
 
     const before = await received(target, 'GET');
-    target.signal('SIGSTOP');
     onCleanup(() => target.signal('SIGCONT'));
+    await freeze(target);
     const stoppedAt = Date.now();
     await load(300, 3, async (i) => assert.equal((await http(`${p.url}/v2/keys/?i=${i}`)).status, 200));
     assert.equal(endpoint().state, 'down');
@@ -97,10 +97,9 @@ describe('EndpointBalancer with a real 3-member cluster', { skip: skipWithoutEtc
     const degraded: string[] = [];
     p.balancer.on('endpointDegraded', (e, detail) => degraded.push(`${e.url} ${detail}`));
     // Two of three stopped: the third has no quorum and soon no leader; its /health says "false".
-    b.signal('SIGSTOP');
-    c.signal('SIGSTOP');
     onCleanup(() => b.signal('SIGCONT'));
     onCleanup(() => c.signal('SIGCONT'));
+    await Promise.all([freeze(b), freeze(c)]);
     const endpointOf = (m: LocalEtcd) => p.balancer.endpoints.find((e) => e.url === m.clientUrl)!;
     // Quorum reads fail everywhere now, which takes every member out; the probes then sort them.
     await eventually(async () => {

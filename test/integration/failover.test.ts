@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { startEtcd } from '../../examples/local-etcd.js';
 import type { Endpoint } from '../../src/index.js';
-import { cleanup, cluster, eventually, form, http, member, onCleanup, proxy, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
+import { cleanup, cluster, eventually, form, freeze, http, member, onCleanup, proxy, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 /** The member whose client URL the proxy tries first. */
@@ -29,14 +29,16 @@ describe('failover and timeouts against real members', { skip: skipWithoutEtcd }
     const downs: string[] = [];
     p.balancer.on('endpointDown', (e) => downs.push(e.url));
     const postsBefore = await Promise.all(members.filter((m) => m !== stopped).map((m) => requestsReceived(m.clientUrl, 'POST')));
-    stopped.signal('SIGSTOP');
     onCleanup(() => stopped.signal('SIGCONT'));
+    const servedBy: string[] = [];
+    p.handler.on('forwarded', (e) => servedBy.push(`${e.method} ${e.endpoint} attempt ${e.attempts}`));
     try {
+      await freeze(stopped);
       const started = Date.now();
       const get = await http(`${p.url}/v2/keys/stop`);
       assert.equal(get.status, 200, get.body);
       assert.ok(Date.now() - started < 3000, `GET took ${Date.now() - started} ms`);
-      assert.deepEqual(downs, [stopped.clientUrl]);
+      assert.deepEqual(downs, [stopped.clientUrl], `stopped ${stopped.clientUrl}; served: ${servedBy.join(', ')}`);
 
       // Now send a POST to the stopped member on purpose: it is first again once every other choice is gone.
       const stoppedEndpoint = p.balancer.endpoints.find((e) => e.url === stopped.clientUrl)!;

@@ -11,7 +11,7 @@
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { Resolver } from 'node:dns/promises';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -177,6 +177,26 @@ export async function serveHandler(handler: V2ProxyHandler, balancer: EndpointBa
       }),
   );
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/**
+ * SIGSTOPs a member and waits (up to 2 s) until every thread of it is
+ * stopped (state T in /proc/<pid>/task/<tid>/stat): on a loaded machine a
+ * thread that is not running when the signal comes stops only once it is
+ * scheduled again, and a request sent before then may still be served.
+ */
+export async function freeze(m: LocalEtcd): Promise<void> {
+  m.signal('SIGSTOP');
+  const pid = m.child.pid!;
+  await eventually(
+    async () => {
+      const tasks = await readdir(`/proc/${pid}/task`);
+      const states = await Promise.all(tasks.map(async (t) => (await readFile(`/proc/${pid}/task/${t}/stat`, 'utf8')).split(') ')[1]![0]));
+      return states.every((s) => s === 'T' || s === 't');
+    },
+    2000,
+    `every thread of ${m.name} (pid ${pid}) to stop`,
+  );
 }
 
 /** Polls `check` every 50 ms until it returns true, failing after `timeoutMs`. */

@@ -57,8 +57,8 @@ export function refuseV3Clients(server: Server | HttpsServer, message: string = 
   // an idle watch holds nothing of this code once its connection is decided.
   const undecided = new Map<Socket, { due: number; head: Buffer | undefined }>();
   // A connection that sends nothing is dropped like one that never finishes
-  // its headers, by one unref'd sweep that runs while any is undecided.
-  const limit = server.headersTimeout || 60000;
+  // its headers (server.headersTimeout, read per connection), by one unref'd
+  // sweep that runs while any is undecided.
   let sweeper: NodeJS.Timeout | undefined;
   const sweep = (): void => {
     const now = performance.now();
@@ -68,13 +68,16 @@ export function refuseV3Clients(server: Server | HttpsServer, message: string = 
       sweeper = undefined;
     }
   };
-  // Connections not handed to node:http yet are not in its connection list:
+  // h2c connections being refused: node:http does not know them either.
+  const refusing = new Set<Socket>();
+  // Connections not handed to node:http are not in its connection list:
   // close them with the idle ones (server.close() does that), or close()
-  // would wait for them until their timeout.
+  // would wait for them until their timeout (or, for a v3 client, forever).
   for (const method of ['closeIdleConnections', 'closeAllConnections'] as const) {
     const original = server[method].bind(server);
     server[method] = () => {
       for (const socket of undecided.keys()) socket.destroy();
+      for (const socket of refusing) socket.destroy();
       original();
     };
   }
@@ -83,6 +86,12 @@ export function refuseV3Clients(server: Server | HttpsServer, message: string = 
   }
   // The server is allowHalfOpen: a client that leaves before sending a byte (a port probe) must be let go.
   function onEnd(this: Socket): void {
+    this.destroy();
+  }
+  // node:http's own error listener is not on the socket yet: without this one, a client
+  // that resets the connection before its first byte would crash the process.
+  function onError(this: Socket, err: Error): void {
+    debug('connection from %s failed before its first request: %s', this.remoteAddress, err.message);
     this.destroy();
   }
   function onData(this: Socket, chunk: Buffer): void {
@@ -104,18 +113,24 @@ export function refuseV3Clients(server: Server | HttpsServer, message: string = 
     socket.pause();
     if (looksH2) {
       debug('h2c connection from %s: answering gRPC calls with UNIMPLEMENTED', socket.remoteAddress);
+      refusing.add(socket);
+      socket.once('close', () => refusing.delete(socket));
       new GrpcRefusal(socket, grpcMessage).receive(head.subarray(PREFACE.length));
+      socket.off('error', onError);
       socket.resume();
       return;
     }
     socket.unshift(head);
     for (const listener of httpListeners) listener.call(server, socket);
+    socket.off('error', onError);
     socket.resume();
   }
   server.on(event, (socket: Socket) => {
+    const limit = server.headersTimeout || 60000;
     undecided.set(socket, { due: performance.now() + limit, head: undefined });
     socket.on('close', onClose);
     socket.on('end', onEnd);
+    socket.on('error', onError);
     socket.on('data', onData);
     sweeper ??= setInterval(sweep, Math.min(1000, limit / 4)).unref();
   });

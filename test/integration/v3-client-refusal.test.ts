@@ -80,4 +80,45 @@ describe('v3 (gRPC) clients get a clear answer at once', { skip: skipWithoutEtcd
     const got = await rawExchange(url, ['P', 'U', `T /v2/keys/trickle?value=t HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 0\r\n\r\n`], 30, (read) => read.includes('"value":"t"'));
     assert.match(got, /^HTTP\/1\.1 201 Created/);
   });
+
+  test('clients that reset the connection before their first byte do not take the proxy down', async () => {
+    const { hostname, port } = new URL(url);
+    // Nothing sent, or the start of the h2c preface: the connection is still undecided when the RST comes.
+    for (const first of ['', 'PRI', '', 'PRI * HTTP/2.0']) {
+      await new Promise<void>((resolve) => {
+        const s = connect(Number(port), hostname, () => {
+          if (first !== '') s.write(first);
+          // Once the proxy has taken the connection: RST, as some health checkers close.
+          setTimeout(() => {
+            s.resetAndDestroy();
+            resolve();
+          }, 50);
+        });
+        s.on('error', () => resolve());
+      });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    // An 'error' with no listener would have ended this process (the proxy runs in it) before this line.
+    assert.equal((await http(`${url}/v2/keys/k`)).status, 200);
+  });
+
+  test('close() does not wait for a v3 client that keeps its connection open', async () => {
+    const p = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir() });
+    const { hostname, port } = new URL(p.url);
+    const s = connect(Number(port), hostname);
+    let answered = '';
+    s.on('data', (b) => (answered += b.toString('latin1')));
+    const closedByProxy = new Promise<void>((resolve) => s.on('close', () => resolve()));
+    s.on('error', () => undefined);
+    // The h2c preface and an empty SETTINGS frame, then nothing: an idle gRPC client.
+    s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(answered.length > 0, 'the proxy answered the preface (its SETTINGS)');
+    const started = Date.now();
+    const closed = await Promise.race([p.close().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3000))]);
+    s.destroy(); // lets a close() that waited for it finish
+    assert.ok(closed, 'close() was still waiting for the v3 client after 3 s');
+    assert.ok(Date.now() - started < 2000, `close() took ${Date.now() - started} ms`);
+    await closedByProxy;
+  });
 });

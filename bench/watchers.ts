@@ -158,7 +158,11 @@ function watch(round: number, i: number, path: string): Promise<void> {
   const w: Watch = { state: 'pending', round };
   rounds[round]![i] = w;
   let c = conns[i];
-  if (c === undefined || c.socket.destroyed) c = conns[i] = new Conn();
+  if (c === undefined || c.socket.destroyed || !c.socket.writable) {
+    // A connection the server closed (keep-alive timeout, Connection: close) is not reused.
+    c?.socket.destroy();
+    c = conns[i] = new Conn();
+  }
   c.watch = w;
   c.text = '';
   return new Promise((written) => {
@@ -172,7 +176,8 @@ function watch(round: number, i: number, path: string): Promise<void> {
 
 function counts(round: number): Record<string, unknown> {
   const c: Record<State, number> = { pending: 0, sent: 0, open: 0, event: 0, error: 0 };
-  for (const w of rounds[round] ?? []) c[w.state]++;
+  // A re-poll round has holes where a watcher of the first round failed.
+  for (const w of rounds[round] ?? []) if (w !== undefined) c[w.state]++;
   return { round: round + 1, ...c, statuses: statuses[round], codes: codes[round], samples: [...samples] };
 }
 

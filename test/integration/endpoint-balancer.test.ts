@@ -7,18 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { startEtcd, waitHealthy } from '../../examples/local-etcd.js';
-import { cleanup, cluster, eventually, freeze, http, onCleanup, proxy, skipWithoutEtcd, tempDir } from './harness.js';
+import { cleanup, cluster, eventually, freeze, http, onCleanup, proxy, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
-/** Requests of `method` a member received (etcd's own count). */
-async function received(m: LocalEtcd, method: string): Promise<number> {
-  const text = (await http(`${m.clientUrl}/metrics`, { timeout: 3000 })).body;
-  const match = new RegExp(`^etcd_http_received_total\\{method="${method}"\\} (\\d+)`, 'm').exec(text);
-  return match === null ? 0 : Number(match[1]);
-}
-
 async function counts(members: LocalEtcd[], method: string): Promise<number[]> {
-  return Promise.all(members.map((m) => received(m, method)));
+  return Promise.all(members.map((m) => requestsReceived(m.clientUrl, method, 3000)));
 }
 
 /** Runs `total` requests with `concurrency` in flight at a time. */
@@ -67,7 +60,7 @@ describe('EndpointBalancer with a real 3-member cluster', { skip: skipWithoutEtc
     const ups: number[] = [];
     p.balancer.on('endpointUp', (e, info) => e.url === target.clientUrl && ups.push(info.outForMs));
 
-    const before = await received(target, 'GET');
+    const before = await requestsReceived(target.clientUrl, 'GET', 3000);
     onCleanup(() => target.signal('SIGCONT'));
     await freeze(target);
     const stoppedAt = Date.now();
@@ -85,7 +78,7 @@ describe('EndpointBalancer with a real 3-member cluster', { skip: skipWithoutEtc
     const readmittedIn = Date.now() - contAt;
     process.stdout.write(`readmitted ${readmittedIn} ms after SIGCONT (out for ${ups[0]} ms)\n`);
     // The member processed exactly what was sent before it was ejected, nothing more.
-    await eventually(async () => (await received(target, 'GET')) - before === sentWhileStopped, 5000, 'the stopped member to process its backlog');
+    await eventually(async () => (await requestsReceived(target.clientUrl, 'GET', 3000)) - before === sentWhileStopped, 5000, 'the stopped member to process its backlog');
     assert.equal(ups.length, 1);
   });
 
@@ -150,9 +143,9 @@ describe('EndpointBalancer with a real 3-member cluster', { skip: skipWithoutEtc
       return info?.clientURLs !== undefined && survivors.some((m) => info.clientURLs!.includes(m.clientUrl)) && p.balancer.leader?.state === 'up';
     }, 10000, 'a new leader, known to the proxy');
     const newLeader = survivors.find((m) => m.clientUrl === p.balancer.leader!.url)!;
-    const before2 = await Promise.all(survivors.map((m) => received(m, 'PUT')));
+    const before2 = await Promise.all(survivors.map((m) => requestsReceived(m.clientUrl, 'PUT', 3000)));
     await load(100, 4, (n) => put(i + n));
-    const deltas2 = (await Promise.all(survivors.map((m) => received(m, 'PUT')))).map((n, k) => n - before2[k]!);
+    const deltas2 = (await Promise.all(survivors.map((m) => requestsReceived(m.clientUrl, 'PUT', 3000)))).map((n, k) => n - before2[k]!);
     assert.ok(deltas2[survivors.indexOf(newLeader)]! >= 100, `after the kill, PUTs per surviving member ${JSON.stringify(deltas2)}`);
 
     for (const [key, value] of acked) {

@@ -15,7 +15,7 @@ import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connectionsTo as upstreamSockets } from '../../bench/procfs.js';
 import { startEtcd, waitHealthy } from '../../examples/local-etcd.js';
-import { cleanup, cluster, freePort, http, onCleanup, skipWithoutEtcd, tempDir, watcherCount } from './harness.js';
+import { cleanup, cluster, freePort, http, onCleanup, requestsReceived, skipWithoutEtcd, tempDir, watcherCount } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/fault-proxy.ts', import.meta.url));
@@ -51,17 +51,8 @@ async function startProxyProcess(options: Record<string, unknown>): Promise<Prox
   };
 }
 
-/** etcd's count of v2 client requests a member received. */
-async function received(m: LocalEtcd): Promise<number> {
-  try {
-    const text = (await http(`${m.clientUrl}/metrics`, { timeout: 2000 })).body;
-    let n = 0;
-    for (const match of text.matchAll(/^etcd_http_received_total\{[^}]*\} (\d+)/gm)) n += Number(match[1]);
-    return n;
-  } catch {
-    return 0;
-  }
-}
+/** etcd's count of v2 client requests a member received; 0 while it does not answer (killed or stopped). */
+const received = (m: LocalEtcd): Promise<number> => requestsReceived(m.clientUrl, undefined, 2000).catch(() => 0);
 
 /** The member that received the most requests over `ms`: the one the proxy is sending traffic to. */
 async function busiest(members: LocalEtcd[], ms: number): Promise<LocalEtcd> {

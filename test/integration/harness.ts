@@ -14,6 +14,7 @@ import { Resolver } from 'node:dns/promises';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -119,9 +120,13 @@ export async function watcherCount(clientUrl: string): Promise<number> {
   return (res.json() as { watchers: number }).watchers;
 }
 
-/** etcd's own count of v2 requests a member received (`etcd_http_received_total`), of one method or all. */
-export async function requestsReceived(clientUrl: string, method?: string): Promise<number> {
-  const text = (await http(`${clientUrl}/metrics`)).body;
+/**
+ * etcd's own count of v2 keys API requests a member received
+ * (`etcd_http_received_total`; its /metrics reads do not count), of one
+ * method or all; the read is bounded by `timeoutMs`.
+ */
+export async function requestsReceived(clientUrl: string, method?: string, timeoutMs = 10000): Promise<number> {
+  const text = (await http(`${clientUrl}/metrics`, { timeout: timeoutMs })).body;
   let total = 0;
   for (const match of text.matchAll(/^etcd_http_received_total\{([^}]*)\} (\d+(?:\.\d+)?(?:e\+\d+)?)$/gm)) {
     if (method === undefined || match[1]!.includes(`method="${method}"`)) total += Number(match[2]);
@@ -177,6 +182,25 @@ export async function serveHandler(handler: V2ProxyHandler, balancer: EndpointBa
       }),
   );
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/**
+ * Connects to `url`, writes `bytes` (when not empty) and, `afterMs` later,
+ * resets the connection (a TCP RST, as a client that gives up abruptly).
+ * Resolves once reset, or at once if the connection failed.
+ */
+export function connectAndReset(url: string, bytes: string, afterMs: number): Promise<void> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const s = connect(Number(port), hostname, () => {
+      if (bytes !== '') s.write(bytes);
+      setTimeout(() => {
+        s.resetAndDestroy();
+        resolve();
+      }, afterMs);
+    });
+    s.on('error', () => resolve());
+  });
 }
 
 /**

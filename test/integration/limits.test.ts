@@ -7,19 +7,11 @@ import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { cleanup, http, member, proxy, skipWithoutEtcd, tempDir } from './harness.js';
+import { cleanup, http, member, proxy, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
-
-/** etcd's own count of v2 keys API requests it received (its /metrics reads do not count). */
-async function received(m: LocalEtcd): Promise<number> {
-  const text = (await http(`${m.clientUrl}/metrics`)).body;
-  let n = 0;
-  for (const match of text.matchAll(/^etcd_http_received_total\{[^}]*\} (\d+)/gm)) n += Number(match[1]);
-  return n;
-}
 
 /** Writes `raw` on a fresh connection and resolves with all it reads until the server closes it (bounded). */
 function exchange(port: number, raw: string | Buffer, limitMs = 5000): Promise<{ text: string; ms: number }> {
@@ -54,7 +46,7 @@ describe('limits and bad input', { skip: skipWithoutEtcd }, () => {
   after(cleanup);
 
   test('headers trickled byte by byte: the connection is closed after clientHeadersTimeout, nothing forwarded', async () => {
-    const before = await received(m);
+    const before = await requestsReceived(m.clientUrl);
     const started = Date.now();
     const closed = await new Promise<number>((resolve) => {
       const s = connect(port, '127.0.0.1');
@@ -72,7 +64,7 @@ describe('limits and bad input', { skip: skipWithoutEtcd }, () => {
       setTimeout(() => s.destroy(), 5000).unref();
     });
     assert.ok(closed >= 900 && closed < 3500, `closed after ${closed} ms`);
-    assert.equal(await received(m), before, 'nothing reached etcd');
+    assert.equal(await requestsReceived(m.clientUrl), before, 'nothing reached etcd');
     assert.equal(p.handler.inFlight, 0);
   });
 
@@ -89,11 +81,11 @@ describe('limits and bad input', { skip: skipWithoutEtcd }, () => {
   });
 
   test('a body never finished: 408 after clientRequestTimeout, no upstream request, no upstream connection held', async () => {
-    const before = await received(m);
+    const before = await requestsReceived(m.clientUrl);
     const { text, ms } = await exchange(port, 'PUT /v2/keys/never HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nvalue=', 6000);
     assert.match(text, /^HTTP\/1\.1 408/);
     assert.ok(ms < 4000, `${ms} ms`);
-    assert.equal(await received(m), before, 'nothing reached etcd');
+    assert.equal(await requestsReceived(m.clientUrl), before, 'nothing reached etcd');
     assert.equal((await http(`${m.clientUrl}/v2/keys/never`)).status, 404);
     assert.equal(p.handler.inFlight, 0);
   });

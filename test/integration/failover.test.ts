@@ -4,11 +4,10 @@
  * All faults are made on real etcd members (SIGSTOP, SIGKILL, restart).
  */
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { startEtcd } from '../../examples/local-etcd.js';
 import type { Endpoint } from '../../src/index.js';
-import { cleanup, cluster, eventually, form, freeze, http, member, onCleanup, proxy, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
+import { cleanup, cluster, connectAndReset, eventually, form, freeze, http, member, onCleanup, proxy, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 /** The member whose client URL the proxy tries first. */
@@ -84,19 +83,8 @@ describe('failover and timeouts against real members', { skip: skipWithoutEtcd }
     const p = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir() });
     const downs: string[] = [];
     p.balancer.on('endpointDown', (e) => downs.push(e.url));
-    const { port } = new URL(p.url);
-    for (let i = 0; i < 20; i++) {
-      await new Promise<void>((resolve) => {
-        const s = connect(Number(port), '127.0.0.1', () => {
-          s.write(`PUT /v2/keys/half HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nvalue=abc`);
-          setTimeout(() => {
-            s.resetAndDestroy();
-            resolve();
-          }, 20);
-        });
-        s.on('error', () => resolve());
-      });
-    }
+    const half = 'PUT /v2/keys/half HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nvalue=abc';
+    for (let i = 0; i < 20; i++) await connectAndReset(p.url, half, 20);
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual(downs, []);
     assert.equal((await http(`${m.clientUrl}/v2/keys/half`)).status, 404, 'an unfinished body must not be forwarded');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { V3_REFUSAL_MESSAGE } from '../../src/index.js';
-import { cleanup, etcdctl, etcdctlV3, http, member, proxy, skipWithoutEtcd, tempDir } from './harness.js';
+import { cleanup, connectAndReset, etcdctl, etcdctlV3, http, member, proxy, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 /** Sends raw bytes on one connection, `gapMs` apart, and resolves with what was read once `done(read)` holds (5 s bound). */
@@ -82,21 +82,9 @@ describe('v3 (gRPC) clients get a clear answer at once', { skip: skipWithoutEtcd
   });
 
   test('clients that reset the connection before their first byte do not take the proxy down', async () => {
-    const { hostname, port } = new URL(url);
-    // Nothing sent, or the start of the h2c preface: the connection is still undecided when the RST comes.
-    for (const first of ['', 'PRI', '', 'PRI * HTTP/2.0']) {
-      await new Promise<void>((resolve) => {
-        const s = connect(Number(port), hostname, () => {
-          if (first !== '') s.write(first);
-          // Once the proxy has taken the connection: RST, as some health checkers close.
-          setTimeout(() => {
-            s.resetAndDestroy();
-            resolve();
-          }, 50);
-        });
-        s.on('error', () => resolve());
-      });
-    }
+    // Nothing sent, or the start of the h2c preface: the connection is still undecided when the RST
+    // comes, 50 ms after connecting (the proxy has taken the connection), as some health checkers close.
+    for (const first of ['', 'PRI', '', 'PRI * HTTP/2.0']) await connectAndReset(url, first, 50);
     await new Promise((r) => setTimeout(r, 100));
     // An 'error' with no listener would have ended this process (the proxy runs in it) before this line.
     assert.equal((await http(`${url}/v2/keys/k`)).status, 200);

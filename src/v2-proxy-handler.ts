@@ -258,8 +258,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       return;
     }
     if (this.settings.stopping) {
-      this.dropped(method, url, 'shutting-down', 503);
-      sendJsonError(res, 503, 'httpproxy: proxy is shutting down', { Connection: 'close' });
+      this.refuseShuttingDown(req, res);
       req.resume();
       return;
     }
@@ -281,8 +280,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
   private forward(req: IncomingMessage, res: ServerResponse, body: Buffer[] | undefined, length: number, arrived: number): void {
     if (this.settings.stopping) {
       // Its body finished arriving after drain() or close(): nothing new is sent upstream.
-      this.dropped(req.method ?? 'GET', req.url ?? '', 'shutting-down', 503);
-      sendJsonError(res, 503, 'httpproxy: proxy is shutting down', { Connection: 'close' });
+      this.refuseShuttingDown(req, res);
       return;
     }
     const endpoints = this.balancer.plan(req.method ?? 'GET', req.url ?? '');
@@ -324,6 +322,12 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     };
     req.on('data', onData);
     req.once('end', onEnd);
+  }
+
+  /** After drain() or close(): 503, and the connection is closed. */
+  private refuseShuttingDown(req: IncomingMessage, res: ServerResponse): void {
+    this.dropped(req.method ?? 'GET', req.url ?? '', 'shutting-down', 503);
+    sendJsonError(res, 503, 'httpproxy: proxy is shutting down', { Connection: 'close' });
   }
 
   private refuseLargeBody(req: IncomingMessage, res: ServerResponse): void {

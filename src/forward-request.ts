@@ -241,7 +241,7 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     else this.dueQueue?.remove(this);
   }
 
-  onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, rawHeaders: string[], hasBody: boolean): void {
+  onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, rawHeaders: string[], _hasBody: boolean, lengthUnknown: boolean): void {
     if (conn !== this.up || this.phase === Phase.Over) return;
     const { settings, endpoint, res } = this;
     this.dueQueue?.remove(this);
@@ -280,7 +280,7 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     }
     // A watch (`?wait=true`) answers with headers at once and the event much
     // later, without a Content-Length: pass the headers on now.
-    if (hasBody && rawHeader(rawHeaders, 'content-length') === undefined) res.flushHeaders();
+    if (lengthUnknown) res.flushHeaders();
   }
 
   onUpstreamData(conn: UpstreamConnection, chunk: Buffer): boolean {

@@ -28,9 +28,12 @@ export interface UpstreamHandler {
   onUpstreamWritten(conn: UpstreamConnection): void;
   /**
    * The response head. `rawHeaders` alternates names and values as received.
+   * `hasBody`: a body follows; `lengthUnknown`: one without a Content-Length
+   * (chunked, or until the member closes), such as a watch that answers its
+   * head at once and its event much later.
    * To drop the response, call {@link UpstreamConnection.discard} from here.
    */
-  onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, rawHeaders: string[], hasBody: boolean): void;
+  onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, rawHeaders: string[], hasBody: boolean, lengthUnknown: boolean): void;
   /** A piece of the body; return false to pause reading until {@link UpstreamConnection.resume}. */
   onUpstreamData(conn: UpstreamConnection, chunk: Buffer): boolean;
   /** The response is complete. */
@@ -483,7 +486,7 @@ export class UpstreamConnection {
     if (close) this.reusable = false;
     const bodyless = this.headRequest || status === 204 || status === 304;
     const hasBody = !bodyless && (chunked || contentLength !== 0);
-    handler.onUpstreamHead(this, status, match[3] ?? '', rawHeaders, hasBody);
+    handler.onUpstreamHead(this, status, match[3] ?? '', rawHeaders, hasBody, hasBody && contentLength < 0);
     if (this.handler !== handler) return Head.Stop;
     if (!hasBody) return Head.Complete;
     if (chunked) this.read = Read.ChunkSize;

@@ -18,11 +18,12 @@ import type { BalancerStrategy, StrategyName } from './balancer-strategy.js';
 import { EndpointBalancer } from './endpoint-balancer.js';
 import { InvalidOptionError } from './errors.js';
 import { describe, durationOption, signalOption } from './validate-options.js';
-import { refuseV3Clients } from './v3-client-refusal.js';
+import { sortConnections, V3_REFUSAL_MESSAGE } from './v3-client-refusal.js';
+import { ClientConnections } from './client-connection.js';
 import { METRICS_PATH, ProxyMetrics } from './proxy-metrics.js';
 import { explainTlsClientError, hasClientCertificate, listenerTlsOption, upstreamTlsOption } from './tls-options.js';
 import type { ListenerTls, UpstreamTlsOptions } from './tls-options.js';
-import { V2ProxyHandler } from './v2-proxy-handler.js';
+import { directRoute, isPath, V2ProxyHandler } from './v2-proxy-handler.js';
 import type { MembershipView, ProxyMode } from './v2-proxy-handler.js';
 
 const debug = createDebug('etcd-v2-proxy:proxy');
@@ -263,7 +264,13 @@ export interface EtcdV2Proxy extends EventEmitter<EtcdV2ProxyEvents> {
   readonly handler: V2ProxyHandler;
   /** The metrics served on `GET /metrics` (see {@link METRICS_PATH}). */
   readonly metrics: ProxyMetrics;
-  /** The node:http (or node:https, for https:// URLs) servers, one per listen URL. */
+  /**
+   * The node:http (or node:https, for https:// URLs) servers, one per listen
+   * URL. On an http:// listener, the requests the proxy only forwards are
+   * read by its own HTTP/1.1 reader, not by the server: they do not pass
+   * through the server's `request` event (the handler's `request` event
+   * sees every request).
+   */
   readonly servers: readonly (Server | HttpsServer)[];
   /**
    * Stops listening and refreshing, aborts open watches at once, lets other
@@ -494,7 +501,7 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
   /** `GET /metrics` is answered here, before the handler, as etcd's proxy serves it beside the proxy on the same port. */
   private readonly serve = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url;
-    if (url !== undefined && url.startsWith(METRICS_PATH) && (url.length === METRICS_PATH.length || url[METRICS_PATH.length] === '?')) {
+    if (url !== undefined && isPath(url, METRICS_PATH)) {
       this.metrics.handle(req, res);
       return;
     }
@@ -519,7 +526,16 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
           this.emitSoon('tlsClientError', { remoteAddress, code, message, error });
         });
       }
-      refuseV3Clients(server);
+      // Plain listeners read the requests they only forward themselves (client-connection.ts); the rest goes to node:http.
+      const own =
+        u.protocol === 'http:'
+          ? new ClientConnections(directRoute(this.handler), (url) => !isPath(url, METRICS_PATH), {
+              headersTimeout: server.headersTimeout,
+              requestTimeout: server.requestTimeout,
+              keepAliveTimeout: server.keepAliveTimeout,
+            })
+          : undefined;
+      sortConnections(server, V3_REFUSAL_MESSAGE, own);
       this.servers.push(server);
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
       await new Promise<void>((resolve, reject) => {

@@ -1,4 +1,3 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import createDebug from 'debug';
 import type { EventEmitter } from 'eventemitter3';
 import { DeadlineQueue } from './deadline-queue.js';
@@ -26,6 +25,41 @@ const debug = createDebug('etcd-v2-proxy:forward');
  * never sent again (etcd's proxy re-sends it, which can create a second
  * in-order key for one POST).
  */
+
+/**
+ * What the forwarder reads of a client's request. node's `IncomingMessage`
+ * has it, and so does the request createProxy's own HTTP/1.1 reader parses
+ * (client-connection.ts).
+ */
+export interface ClientRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  /** Names and values alternating, as received. */
+  readonly rawHeaders: string[];
+  readonly socket: { readonly remoteAddress?: string | undefined };
+}
+
+/**
+ * What the forwarder writes an answer to. node's `ServerResponse` has it,
+ * and so does createProxy's own HTTP/1.1 writer (client-connection.ts).
+ */
+export interface ClientResponse {
+  /** True once `writeHead` was called. */
+  readonly headersSent: boolean;
+  /** True once the whole answer was handed to the client's connection. */
+  readonly writableFinished: boolean;
+  writeHead(status: number, statusText: string | undefined, headers: string[]): unknown;
+  /** Sends the head now (a watch's body may come hours later). */
+  flushHeaders(): void;
+  /** False: wait for `drain` before writing more. */
+  write(chunk: Buffer): boolean;
+  end(body?: string): unknown;
+  /** Drops the client's connection. */
+  destroy(): unknown;
+  /** The client's connection closed (before or after the answer was finished). */
+  on(event: 'close', listener: () => void): unknown;
+  once(event: 'drain', listener: () => void): unknown;
+}
 
 /** Timeouts and shared state the forwarder needs; built once per handler. */
 export interface ForwardSettings {
@@ -137,8 +171,8 @@ export function forwardDeadlines(dialTimeout: number, writeTimeout: number, resp
  * bodies are small form posts), or `undefined` when the request has none.
  */
 export function forwardRequest(
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: ClientRequest,
+  res: ClientResponse,
   body: Buffer[] | undefined,
   bodyLength: number,
   endpoints: readonly Endpoint[],
@@ -179,8 +213,8 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
   aborted = false;
 
   constructor(
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse & Carrier,
+    readonly req: ClientRequest,
+    readonly res: ClientResponse & Carrier,
     /** Dropped once no retry can need it. */
     public body: Buffer[] | undefined,
     bodyLength: number,
@@ -381,7 +415,7 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
 
 // The listeners on the client's response: `this` is the response; its exchange is found through it.
 
-function onClientClose(this: ServerResponse & Carrier): void {
+function onClientClose(this: ClientResponse & Carrier): void {
   const x = this[EXCHANGE];
   if (x === undefined || this.writableFinished) return;
   x.clientGone = true;
@@ -392,7 +426,7 @@ function onClientClose(this: ServerResponse & Carrier): void {
   }
 }
 
-function onClientDrain(this: ServerResponse & Carrier): void {
+function onClientDrain(this: ClientResponse & Carrier): void {
   const x = this[EXCHANGE];
   if (x === undefined) return;
   x.paused = false;

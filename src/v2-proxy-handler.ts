@@ -8,7 +8,7 @@ import type { CorsPolicy } from './cors.js';
 import type { EndpointBalancer } from './endpoint-balancer.js';
 import { InvalidOptionError } from './errors.js';
 import { forwardDeadlines, forwardRequest, rawHeader } from './forward-request.js';
-import type { ForwardSettings, InFlight } from './forward-request.js';
+import type { ClientRequest, ClientResponse, ForwardSettings, InFlight } from './forward-request.js';
 import { sendJsonError } from './json-error.js';
 import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
 import { describe, durationOption, positiveIntegerOption, signalOption } from './validate-options.js';
@@ -186,6 +186,19 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
     if (this.signal?.aborted) this.close();
     this.handle = (req, res) => this.serve(req, res);
+    directRoutes.set(this, {
+      onlyForwards: (method, url, via, bodyLength) =>
+        this.cors === undefined &&
+        !this.settings.stopping &&
+        (this.mode === 'readwrite' || method === 'GET' || method === 'HEAD') &&
+        !isOwnPath(url) &&
+        bodyLength <= this.maxBodyBytes &&
+        (via === undefined || !via.includes(this.settings.via)),
+      forward: (req, res, body, length, arrived) => {
+        if (this.listenerCount('request') > 0) this.emit('request', req.method ?? 'GET', req.url ?? '/');
+        this.forward(req, res, body, length, arrived);
+      },
+    });
   }
 
   /** Number of upstream requests in flight (watches included). */
@@ -240,11 +253,11 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
         return;
       }
     }
-    if (url.startsWith(CONFIG_PATH) && (url.length === CONFIG_PATH.length || url[CONFIG_PATH.length] === '?')) {
+    if (isPath(url, CONFIG_PATH)) {
       this.serveConfig(req, res);
       return;
     }
-    if (url.startsWith(PROXY_READY_PATH) && (url.length === PROXY_READY_PATH.length || url[PROXY_READY_PATH.length] === '?')) {
+    if (isPath(url, PROXY_READY_PATH)) {
       this.serveReady(req, res);
       return;
     }
@@ -277,7 +290,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     else this.readBody(req, res, arrived, length);
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse, body: Buffer[] | undefined, length: number, arrived: number): void {
+  private forward(req: ClientRequest, res: ClientResponse, body: Buffer[] | undefined, length: number, arrived: number): void {
     if (this.settings.stopping) {
       // Its body finished arriving after drain() or close(): nothing new is sent upstream.
       this.refuseShuttingDown(req, res);
@@ -325,16 +338,16 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
   }
 
   /** After drain() or close(): 503, and the connection is closed. */
-  private refuseShuttingDown(req: IncomingMessage, res: ServerResponse): void {
+  private refuseShuttingDown(req: ClientRequest, res: ClientResponse): void {
     this.dropped(req.method ?? 'GET', req.url ?? '', 'shutting-down', 503);
-    sendJsonError(res, 503, 'httpproxy: proxy is shutting down', { Connection: 'close' });
+    sendJsonError(res, 503, 'httpproxy: proxy is shutting down', ['Connection', 'close']);
   }
 
   private refuseLargeBody(req: IncomingMessage, res: ServerResponse): void {
     this.dropped(req.method ?? 'GET', req.url ?? '', 'body-too-large', 413);
     debug('refused %s %s: body over %d bytes', req.method, req.url, this.maxBodyBytes);
     // Close the connection after answering rather than reading the rest.
-    sendJsonError(res, 413, `httpproxy: request body larger than ${this.maxBodyBytes} bytes`, { Connection: 'close' });
+    sendJsonError(res, 413, `httpproxy: request body larger than ${this.maxBodyBytes} bytes`, ['Connection', 'close']);
     res.once('finish', () => req.destroy());
   }
 
@@ -387,6 +400,35 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
+}
+
+/**
+ * What createProxy's own HTTP/1.1 reader (client-connection.ts) asks of a
+ * handler: whether {@link V2ProxyHandler.handle} would only forward a request
+ * (no CORS, not the handler's own paths, not refused), and to forward one it
+ * parsed. Kept out of the class: it is not part of the public API.
+ */
+export interface DirectRoute {
+  /** `via`: the request's Via header; `bodyLength`: its Content-Length (0 when none). */
+  onlyForwards(method: string, url: string, via: string | undefined, bodyLength: number): boolean;
+  /** Forwards a request `onlyForwards` accepted; `body` as {@link forwardRequest} takes it. */
+  forward(req: ClientRequest, res: ClientResponse, body: Buffer[] | undefined, length: number, arrived: number): void;
+}
+
+const directRoutes = new WeakMap<V2ProxyHandler, DirectRoute>();
+
+/** The {@link DirectRoute} of `handler`. */
+export function directRoute(handler: V2ProxyHandler): DirectRoute {
+  return directRoutes.get(handler)!;
+}
+
+/** `url` is `path` itself, or `path` with a query. */
+export function isPath(url: string, path: string): boolean {
+  return url.startsWith(path) && (url.length === path.length || url[path.length] === '?');
+}
+
+function isOwnPath(url: string): boolean {
+  return isPath(url, CONFIG_PATH) || isPath(url, PROXY_READY_PATH);
 }
 
 function proxyIdOption(value: unknown): string {

@@ -47,6 +47,27 @@ const GRPC_UNIMPLEMENTED = '12';
  * @public
  */
 export function refuseV3Clients(server: Server | HttpsServer, message: string = V3_REFUSAL_MESSAGE): void {
+  sortConnections(server, message, undefined);
+}
+
+/**
+ * Who takes a connection once its first bytes say HTTP/1.x, instead of the
+ * server's own listeners (createProxy's own reader, client-connection.ts).
+ */
+export interface Http1Taker {
+  /**
+   * `firstBytes` were read from `socket` (paused); `toServer` gives a
+   * connection, with bytes to read first, to the server's own handling.
+   */
+  take(socket: Socket, firstBytes: Buffer, toServer: (socket: Socket, unread: Buffer | undefined) => void): void;
+  /** The server's closeIdleConnections() was called. */
+  closeIdle(): void;
+  /** The server's closeAllConnections() was called. */
+  closeAll(): void;
+}
+
+/** {@link refuseV3Clients}, with the HTTP/1.x connections given to `http1` when set. */
+export function sortConnections(server: Server | HttpsServer, message: string, http1: Http1Taker | undefined): void {
   // node:https hands decrypted connections to node:http on 'secureConnection'; 'connection' carries the TLS bytes.
   const event = server instanceof TlsServer ? 'secureConnection' : 'connection';
   const httpListeners = server.listeners(event) as Array<(socket: Socket) => void>;
@@ -78,6 +99,8 @@ export function refuseV3Clients(server: Server | HttpsServer, message: string = 
     server[method] = () => {
       for (const socket of undecided.keys()) socket.destroy();
       for (const socket of refusing) socket.destroy();
+      if (method === 'closeIdleConnections') http1?.closeIdle();
+      else http1?.closeAll();
       original();
     };
   }
@@ -120,9 +143,14 @@ export function refuseV3Clients(server: Server | HttpsServer, message: string = 
       socket.resume();
       return;
     }
-    socket.unshift(head);
-    for (const listener of httpListeners) listener.call(server, socket);
     socket.off('error', onError);
+    if (http1 !== undefined) http1.take(socket, head, toServer);
+    else toServer(socket, head);
+  }
+  function toServer(socket: Socket, unread: Buffer | undefined): void {
+    socket.pause();
+    if (unread !== undefined) socket.unshift(unread);
+    for (const listener of httpListeners) listener.call(server, socket);
     socket.resume();
   }
   server.on(event, (socket: Socket) => {

@@ -33,13 +33,13 @@ describe('walkthrough through the proxy', { skip: skipWithoutEtcd }, () => {
   let m: LocalEtcd;
   let p: Awaited<ReturnType<typeof proxy>>;
   let clusterId: string;
-  /** `METHOD url` of every request the proxy's listener received. */
+  /** `METHOD url` of every request the proxy's handler received (its `request` event). */
   const seen: string[] = [];
 
   before(async () => {
     m = await member();
     p = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir() });
-    p.servers[0]!.on('request', (req: { method?: string; url?: string }) => seen.push(`${req.method} ${req.url}`));
+    p.handler.on('request', (method, url) => seen.push(`${method} ${url}`));
     const direct = await http(`${m.clientUrl}/v2/keys/`);
     clusterId = String(direct.headers['x-etcd-cluster-id']);
     assert.match(clusterId, /^[0-9a-f]+$/);

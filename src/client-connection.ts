@@ -1,0 +1,542 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import createDebug from 'debug';
+import type { ClientRequest, ClientResponse } from './forward-request.js';
+import type { DirectRoute } from './v2-proxy-handler.js';
+import type { Http1Taker } from './v3-client-refusal.js';
+
+const debug = createDebug('etcd-v2-proxy:client');
+
+/**
+ * createProxy()'s own HTTP/1.1 server side, for the requests the handler
+ * only forwards: a plain GET, HEAD, PUT, POST or DELETE with a well-formed
+ * head and no body or a Content-Length one. Why: node:http's server builds
+ * a parser, an `IncomingMessage`, a `ServerResponse`, a headers object and
+ * stream state per request and per connection; for such requests this
+ * reader and writer do the same work in a fraction of the CPU and memory
+ * (docs/benchmarks.md).
+ *
+ * Everything else, at a request boundary and with its bytes unread, is
+ * handed to the listener's node:http server for the rest of the connection:
+ * the handler's own paths, metrics, CORS, readonly refusals, a request body
+ * over the limit, `Expect`, `Upgrade`, chunked request bodies, HTTP/1.0,
+ * malformed or oversized heads. node:http then answers those exactly as it
+ * does for an embedded {@link V2ProxyHandler.handle}, by construction.
+ */
+
+/** Largest request head read here (node:http's default maxHeaderSize); a larger one is node:http's to refuse (431). */
+const MAX_HEAD = 16 * 1024;
+/** Bytes of pipelined requests kept while one is answered, before reading pauses. */
+const MAX_AHEAD = 64 * 1024;
+const CRLF2 = Buffer.from('\r\n\r\n');
+/** `METHOD origin-form HTTP/1.1`: the only request line read here. */
+const REQUEST_LINE = /^(GET|HEAD|PUT|POST|DELETE) (\/[!-~]*) HTTP\/1\.1$/;
+/** A header name (RFC 9110 token). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Control characters other than HTAB, which no header value may hold. */
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
+const DIGITS = /^\d{1,15}$/;
+const TIMED_OUT = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
+
+/** The timeouts of a listener (its node:http server's, so that both sides keep the same ones). */
+export interface ClientTimeouts {
+  /** ms from a head's first byte to its end (`server.headersTimeout`). */
+  readonly headersTimeout: number;
+  /** ms from a head's first byte to the end of its body (`server.requestTimeout`). */
+  readonly requestTimeout: number;
+  /** ms a connection may stay idle between requests (`server.keepAliveTimeout`). */
+  readonly keepAliveTimeout: number;
+}
+
+/**
+ * The connections of one listener read here: what {@link sortConnections}
+ * gives the HTTP/1.x ones to. `takes(url)` says whether the listener's own
+ * routes leave `url` to the handler (createProxy answers `/metrics` itself).
+ */
+export class ClientConnections implements Http1Taker {
+  private readonly open = new Set<ClientConnection>();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly route: DirectRoute,
+    readonly takes: (url: string) => boolean,
+    readonly timeouts: ClientTimeouts,
+  ) {}
+
+  take(socket: Socket, firstBytes: Buffer, toServer: (socket: Socket, unread: Buffer | undefined) => void): void {
+    const conn = new ClientConnection(this, socket, toServer);
+    this.open.add(conn);
+    // One unref'd check for every connection's deadline, as node:http's connectionsCheckingInterval.
+    this.sweeper ??= setInterval(this.sweep, Math.min(500, this.timeouts.headersTimeout / 4)).unref();
+    conn.receive(firstBytes);
+    if (conn.socket !== undefined) socket.resume();
+  }
+
+  /** @internal */
+  forget(conn: ClientConnection): void {
+    this.open.delete(conn);
+    if (this.open.size === 0 && this.sweeper !== undefined) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
+  closeIdle(): void {
+    for (const conn of this.open) if (conn.idle) conn.socket?.destroy();
+  }
+
+  closeAll(): void {
+    for (const conn of this.open) conn.socket?.destroy();
+  }
+
+  private readonly sweep = (): void => {
+    const now = performance.now();
+    for (const conn of this.open) if (conn.dueAt !== 0 && conn.dueAt <= now) conn.timedOut();
+  };
+}
+
+const enum State {
+  /** Between requests: reading a head. */
+  Head,
+  /** Reading a body of known length. */
+  Body,
+  /** The request is forwarded; its answer is being written. */
+  Answering,
+}
+
+/** The property under which a socket points back to its connection. */
+const CONNECTION = Symbol('etcd-v2-proxy.client-connection');
+type Carrier = Socket & { [CONNECTION]?: ClientConnection };
+
+/** One client connection: requests read one at a time, each answered before the next is read. */
+class ClientConnection {
+  /** undefined once the connection was handed to node:http or closed. */
+  socket: Carrier | undefined;
+  state = State.Head;
+  /** Bytes read and not yet used: (part of) the next request. */
+  unread: Buffer | undefined = undefined;
+  /** performance.now() past which the connection times out; 0: none. */
+  dueAt = 0;
+  /** When the current head's first byte arrived. */
+  headStarted = 0;
+  /** Close the connection once the current answer is written. */
+  closeAfter = false;
+  request: ParsedRequest | undefined = undefined;
+  reply: ClientReply | undefined = undefined;
+  body: Buffer[] | undefined = undefined;
+  bodyLength = 0;
+  /** Body bytes still to read. */
+  remaining = 0;
+
+  constructor(
+    readonly owner: ClientConnections,
+    socket: Socket,
+    readonly toServer: (socket: Socket, unread: Buffer | undefined) => void,
+  ) {
+    this.socket = socket;
+    (socket as Carrier)[CONNECTION] = this;
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    socket.on('drain', onSocketDrain);
+    this.dueAt = performance.now() + owner.timeouts.keepAliveTimeout;
+  }
+
+  /** Between requests with nothing read of the next one. */
+  get idle(): boolean {
+    return this.state === State.Head && this.unread === undefined;
+  }
+
+  receive(chunk: Buffer): void {
+    if (this.state === State.Body) {
+      this.readBody(chunk);
+      return;
+    }
+    this.unread = this.unread === undefined ? chunk : Buffer.concat([this.unread, chunk]);
+    if (this.state === State.Head) this.readHead();
+    else if (this.unread.length > MAX_AHEAD) this.socket?.pause();
+  }
+
+  timedOut(): void {
+    const socket = this.socket;
+    if (socket === undefined) return;
+    if (this.state === State.Head && this.unread === undefined) {
+      debug('closing a connection idle for %d ms', this.owner.timeouts.keepAliveTimeout);
+      socket.destroy();
+      return;
+    }
+    debug('%s from %s timed out', this.state === State.Body ? 'a request body' : 'a request head', socket.remoteAddress);
+    this.detach();
+    socket.write(TIMED_OUT, 'latin1');
+    socket.destroySoon();
+  }
+
+  /** Parses the head in `unread`, if it is all there; anything this reader does not take goes to node:http. */
+  readHead(): void {
+    const buf = this.unread;
+    if (buf === undefined || this.socket === undefined) return;
+    if (this.headStarted === 0) {
+      this.headStarted = performance.now();
+      this.dueAt = this.headStarted + this.owner.timeouts.headersTimeout;
+    }
+    const end = buf.indexOf(CRLF2);
+    if (end < 0) {
+      if (buf.length > MAX_HEAD) this.handOver();
+      return;
+    }
+    if (end > MAX_HEAD) {
+      this.handOver();
+      return;
+    }
+    const request = parseHead(buf.toString('latin1', 0, end), this.socket);
+    if (request === undefined || !this.owner.takes(request.url) || !this.owner.route.onlyForwards(request.method, request.url, request.via, request.length)) {
+      this.handOver();
+      return;
+    }
+    this.unread = end + 4 < buf.length ? buf.subarray(end + 4) : undefined;
+    if (request.close) this.closeAfter = true;
+    this.request = request;
+    this.reply = new ClientReply(this, request.method === 'HEAD');
+    if (request.length > 0) {
+      this.state = State.Body;
+      this.body = [];
+      this.bodyLength = request.length;
+      this.remaining = request.length;
+      this.dueAt = this.headStarted + this.owner.timeouts.requestTimeout;
+      const rest = this.unread;
+      this.unread = undefined;
+      if (rest !== undefined) this.readBody(rest);
+      return;
+    }
+    this.forward(request.hasLength ? [] : undefined);
+  }
+
+  readBody(chunk: Buffer): void {
+    const body = this.body!;
+    if (chunk.length <= this.remaining) {
+      body.push(chunk);
+      this.remaining -= chunk.length;
+    } else {
+      body.push(chunk.subarray(0, this.remaining));
+      this.unread = chunk.subarray(this.remaining);
+      this.remaining = 0;
+    }
+    if (this.remaining === 0) this.forward(body);
+  }
+
+  forward(body: Buffer[] | undefined): void {
+    this.state = State.Answering;
+    this.dueAt = 0;
+    this.body = undefined;
+    this.owner.route.forward(this.request!, this.reply!, body, this.bodyLength, performance.now());
+  }
+
+  /** The current answer is written: on to the next request, or the end of the connection. */
+  answered(): void {
+    const socket = this.socket;
+    this.state = State.Head;
+    this.request = undefined;
+    this.reply = undefined;
+    this.bodyLength = 0;
+    this.headStarted = 0;
+    if (socket === undefined) return;
+    if (this.closeAfter) {
+      socket.end();
+      this.detach();
+      return;
+    }
+    if (this.unread === undefined) {
+      this.dueAt = performance.now() + this.owner.timeouts.keepAliveTimeout;
+      return;
+    }
+    // A pipelined request: read it once the answer's caller has returned.
+    this.dueAt = 0;
+    process.nextTick(resumeReading, this);
+  }
+
+  /** Gives the connection, with its unread bytes, to node:http (at a request boundary only). */
+  handOver(): void {
+    const socket = this.socket!;
+    const unread = this.unread;
+    this.unread = undefined;
+    this.detach();
+    socket.off('error', onSocketError);
+    this.toServer(socket, unread);
+  }
+
+  /** This reader lets go of the socket (handed over, closed or closing). */
+  detach(): void {
+    const socket = this.socket;
+    if (socket === undefined) return;
+    this.socket = undefined;
+    this.dueAt = 0;
+    socket[CONNECTION] = undefined;
+    socket.off('data', onSocketData);
+    socket.off('end', onSocketEnd);
+    socket.off('close', onSocketClose);
+    socket.off('drain', onSocketDrain);
+    // The error listener stays (it only destroys the socket) until node:http takes the socket with its own.
+    this.owner.forget(this);
+  }
+
+  closed(): void {
+    const reply = this.reply;
+    this.reply = undefined;
+    if (reply !== undefined && !reply.writableFinished) reply.clientClosed();
+  }
+}
+
+function resumeReading(conn: ClientConnection): void {
+  if (conn.socket === undefined || conn.state !== State.Head) return;
+  conn.socket.resume();
+  conn.readHead();
+}
+
+// The socket's listeners, shared by all connections: `this` is the socket.
+
+function onSocketData(this: Carrier, chunk: Buffer): void {
+  this[CONNECTION]?.receive(chunk);
+}
+
+/** The client sent FIN: as node:http does (httpAllowHalfOpen off), the connection ends, an answer in progress with it. */
+function onSocketEnd(this: Carrier): void {
+  const conn = this[CONNECTION];
+  if (conn === undefined) return;
+  conn.closeAfter = true;
+  if (conn.state !== State.Answering) {
+    this.destroy();
+    return;
+  }
+  this.end();
+}
+
+function onSocketError(this: Carrier, err: Error): void {
+  debug('client connection from %s failed: %s', this.remoteAddress, err.message);
+  this.destroy();
+}
+
+function onSocketClose(this: Carrier): void {
+  const conn = this[CONNECTION];
+  if (conn === undefined) return;
+  conn.socket = undefined;
+  this[CONNECTION] = undefined;
+  conn.owner.forget(conn);
+  conn.closed();
+}
+
+function onSocketDrain(this: Carrier): void {
+  this[CONNECTION]?.reply?.drained();
+}
+
+/** A request head as this reader takes it; `undefined` from {@link parseHead}: node:http's to read. */
+class ParsedRequest implements ClientRequest {
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly rawHeaders: string[],
+    readonly socket: Socket,
+    /** The Via header, if any (to recognise a request that looped back). */
+    readonly via: string | undefined,
+    /** Content-Length, 0 when none. */
+    readonly length: number,
+    readonly hasLength: boolean,
+    /** The client asked for `Connection: close`. */
+    readonly close: boolean,
+  ) {}
+}
+
+/**
+ * The request line and headers in `head` (latin1, without the final empty
+ * line), or undefined for anything but a plain request this reader takes:
+ * a malformed line, obs-fold, no Host, more than one Content-Length, or
+ * Transfer-Encoding, Expect or Upgrade.
+ */
+export function parseHead(head: string, socket: Socket): ParsedRequest | undefined {
+  let lineEnd = head.indexOf('\r\n');
+  const line = REQUEST_LINE.exec(lineEnd < 0 ? head : head.slice(0, lineEnd));
+  if (line === null) return undefined;
+  const raw: string[] = [];
+  let host = false;
+  let via: string | undefined;
+  let length = -1;
+  let close = false;
+  while (lineEnd >= 0) {
+    const start = lineEnd + 2;
+    lineEnd = head.indexOf('\r\n', start);
+    const field = lineEnd < 0 ? head.slice(start) : head.slice(start, lineEnd);
+    const colon = field.indexOf(':');
+    if (colon <= 0) return undefined;
+    const name = field.slice(0, colon);
+    if (!TOKEN.test(name)) return undefined;
+    const value = withoutOws(field, colon + 1);
+    if (CONTROL.test(value)) return undefined;
+    switch (name.length) {
+      case 3:
+        if (name.toLowerCase() === 'via') via = via === undefined ? value : `${via}, ${value}`;
+        break;
+      case 4:
+        if (name.toLowerCase() === 'host') {
+          if (host) return undefined;
+          host = true;
+        }
+        break;
+      case 6:
+        if (name.toLowerCase() === 'expect') return undefined;
+        break;
+      case 7:
+        if (name.toLowerCase() === 'upgrade') return undefined;
+        break;
+      case 10:
+        if (name.toLowerCase() === 'connection') {
+          const tokens = value.toLowerCase();
+          if (tokens.includes('upgrade')) return undefined;
+          if (/(?:^|,)\s*close\s*(?:,|$)/.test(tokens)) close = true;
+        }
+        break;
+      case 14:
+        if (name.toLowerCase() === 'content-length') {
+          if (length >= 0 || !DIGITS.test(value)) return undefined;
+          length = Number(value);
+        }
+        break;
+      case 17:
+        if (name.toLowerCase() === 'transfer-encoding') return undefined;
+        break;
+      default:
+        break;
+    }
+    raw.push(name, value);
+  }
+  if (!host) return undefined;
+  return new ParsedRequest(line[1]!, line[2]!, raw, socket, via, Math.max(0, length), length >= 0, close);
+}
+
+/** `field` from `from` on, without the spaces and tabs around it (RFC 9110 OWS; nothing else is trimmed). */
+function withoutOws(field: string, from: number): string {
+  let start = from;
+  let end = field.length;
+  while (start < end && (field.charCodeAt(start) === 32 || field.charCodeAt(start) === 9)) start++;
+  while (end > start && (field.charCodeAt(end - 1) === 32 || field.charCodeAt(end - 1) === 9)) end--;
+  return field.slice(start, end);
+}
+
+/** The answer to one request, written straight to the connection: status line, headers, then the body as it comes. */
+class ClientReply implements ClientResponse {
+  headersSent = false;
+  writableFinished = false;
+  /** The head, until it is written. */
+  private head: string | undefined = undefined;
+  private chunked = false;
+  private bodyless: boolean;
+  private onClose: (() => void) | undefined = undefined;
+  private onDrain: (() => void) | undefined = undefined;
+
+  constructor(
+    private readonly conn: ClientConnection,
+    headRequest: boolean,
+  ) {
+    this.bodyless = headRequest;
+  }
+
+  writeHead(status: number, statusText: string | undefined, headers: string[]): this {
+    let head = `HTTP/1.1 ${status} ${statusText ?? STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+    let length = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      const value = headers[i + 1]!;
+      if (name.length === 14 && name.toLowerCase() === 'content-length') length = true;
+      else if (name.length === 10 && name.toLowerCase() === 'connection') {
+        if (value.toLowerCase() === 'close') this.conn.closeAfter = true;
+        continue;
+      }
+      head += `${name}: ${value}\r\n`;
+    }
+    if (status === 204 || status === 304 || status < 200) this.bodyless = true;
+    if (!length && !this.bodyless) {
+      this.chunked = true;
+      head += 'Transfer-Encoding: chunked\r\n';
+    }
+    if (this.conn.closeAfter) head += 'Connection: close\r\n';
+    this.head = `${head}\r\n`;
+    this.headersSent = true;
+    return this;
+  }
+
+  flushHeaders(): void {
+    const socket = this.conn.socket;
+    if (this.head === undefined || socket === undefined) return;
+    socket.write(this.head, 'latin1');
+    this.head = undefined;
+  }
+
+  write(chunk: Buffer): boolean {
+    const socket = this.conn.socket;
+    if (socket === undefined || !socket.writable) return true;
+    if (this.bodyless || chunk.length === 0) {
+      this.flushHeaders();
+      return !socket.writableNeedDrain;
+    }
+    const head = this.head;
+    this.head = undefined;
+    if (!this.chunked) {
+      if (head === undefined) return socket.write(chunk);
+      socket.cork();
+      socket.write(head, 'latin1');
+      const ok = socket.write(chunk);
+      socket.uncork();
+      return ok;
+    }
+    socket.cork();
+    socket.write(`${head ?? ''}${chunk.length.toString(16)}\r\n`, 'latin1');
+    socket.write(chunk);
+    const ok = socket.write('\r\n', 'latin1');
+    socket.uncork();
+    return ok;
+  }
+
+  end(body?: string): this {
+    if (this.writableFinished) return this;
+    const socket = this.conn.socket;
+    this.writableFinished = true;
+    if (socket !== undefined && socket.writable) {
+      const bytes = body === undefined || body === '' || this.bodyless ? undefined : Buffer.from(body);
+      socket.cork();
+      if (this.head !== undefined) socket.write(this.head, 'latin1');
+      this.head = undefined;
+      if (bytes !== undefined && this.chunked) socket.write(`${bytes.length.toString(16)}\r\n`, 'latin1');
+      if (bytes !== undefined) socket.write(bytes);
+      if (this.chunked) socket.write(bytes !== undefined ? '\r\n0\r\n\r\n' : '0\r\n\r\n', 'latin1');
+      socket.uncork();
+    }
+    this.conn.answered();
+    return this;
+  }
+
+  destroy(): this {
+    this.conn.socket?.destroy();
+    return this;
+  }
+
+  on(_event: 'close', listener: () => void): this {
+    this.onClose = listener;
+    return this;
+  }
+
+  once(_event: 'drain', listener: () => void): this {
+    this.onDrain = listener;
+    return this;
+  }
+
+  /** @internal The connection closed before this answer was finished. */
+  clientClosed(): void {
+    this.onClose?.call(this);
+  }
+
+  /** @internal The connection can take more. */
+  drained(): void {
+    const listener = this.onDrain;
+    this.onDrain = undefined;
+    listener?.call(this);
+  }
+}

@@ -1,0 +1,309 @@
+/**
+ * createProxy()'s own HTTP/1.1 server side (src/client-connection.ts) on one
+ * client connection, against a real member: keep-alive and pipelined
+ * requests, bodies split over packets, HEAD, Connection: close, re-chunked
+ * watch answers, a client that half-closes, and the hand-over to node:http
+ * of what this reader does not take (metrics, readiness, Expect, chunked
+ * request bodies, HTTP/1.0) in the middle of a connection.
+ */
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { cleanup, eventually, http, member, proxy, skipWithoutEtcd, tempDir, watcherCount } from './harness.js';
+import type { LocalEtcd } from './harness.js';
+
+interface Answer {
+  status: number;
+  /** Lower-cased names. */
+  headers: Map<string, string>;
+  body: string;
+  /** How the body was framed. */
+  framing: 'length' | 'chunked' | 'none';
+}
+
+/** A raw client connection that reads the answers in order (HEAD answers are read without a body). */
+class RawConnection {
+  private buffered = Buffer.alloc(0);
+  private waiting: (() => void) | undefined;
+  closed = false;
+  readonly socket: Socket;
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      this.buffered = Buffer.concat([this.buffered, chunk]);
+      this.waiting?.();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.waiting?.();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  static open(url: string): Promise<RawConnection> {
+    const { port } = new URL(url);
+    return new Promise((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => resolve(new RawConnection(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  write(text: string | Buffer): void {
+    this.socket.write(text);
+  }
+
+  /** Resolves once `ready()` holds (checked on every read), or rejects after `ms`. */
+  private async until(ready: () => boolean, ms: number, what: string): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!ready()) {
+      if (this.closed) throw new Error(`connection closed while waiting for ${what}; unread: ${this.buffered.toString('latin1').slice(0, 200)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${what} within ${ms} ms; unread: ${this.buffered.toString('latin1').slice(0, 200)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiting = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiting = undefined;
+    }
+  }
+
+  /** Reads the next answer. */
+  async read(options: { head?: boolean; ms?: number } = {}): Promise<Answer> {
+    const ms = options.ms ?? 5000;
+    await this.until(() => this.buffered.includes('\r\n\r\n'), ms, 'response head');
+    const end = this.buffered.indexOf('\r\n\r\n');
+    const lines = this.buffered.toString('latin1', 0, end).split('\r\n');
+    this.buffered = this.buffered.subarray(end + 4);
+    const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(lines[0]!)?.[1]);
+    const headers = new Map<string, string>();
+    for (const line of lines.slice(1)) {
+      const colon = line.indexOf(':');
+      headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
+    }
+    if (options.head === true || status === 204 || status === 304) return { status, headers, body: '', framing: 'none' };
+    const length = headers.get('content-length');
+    if (length !== undefined) {
+      const n = Number(length);
+      await this.until(() => this.buffered.length >= n, ms, `${n}-byte body`);
+      const body = this.buffered.toString('utf8', 0, n);
+      this.buffered = this.buffered.subarray(n);
+      return { status, headers, body, framing: 'length' };
+    }
+    if (headers.get('transfer-encoding') === undefined && headers.get('connection') === 'close') {
+      await this.closedWithin(ms);
+      const body = this.buffered.toString('utf8');
+      this.buffered = Buffer.alloc(0);
+      return { status, headers, body, framing: 'none' };
+    }
+    assert.equal(headers.get('transfer-encoding'), 'chunked', `status ${status}: neither Content-Length nor chunked`);
+    let body = '';
+    for (;;) {
+      await this.until(() => this.buffered.includes('\r\n'), ms, 'chunk size');
+      const lineEnd = this.buffered.indexOf('\r\n');
+      const size = parseInt(this.buffered.toString('latin1', 0, lineEnd), 16);
+      await this.until(() => this.buffered.length >= lineEnd + 2 + size + 2, ms, `${size}-byte chunk`);
+      body += this.buffered.toString('utf8', lineEnd + 2, lineEnd + 2 + size);
+      assert.equal(this.buffered.toString('latin1', lineEnd + 2 + size, lineEnd + 4 + size), '\r\n', 'CRLF after chunk data');
+      this.buffered = this.buffered.subarray(lineEnd + 4 + size);
+      if (size === 0) return { status, headers, body, framing: 'chunked' };
+    }
+  }
+
+  /** Resolves when the proxy closed the connection, or rejects after `ms`. */
+  async closedWithin(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error(`connection still open after ${ms} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 20);
+        this.waiting = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiting = undefined;
+    }
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+const get = (path: string, extra = ''): string => `GET ${path} HTTP/1.1\r\nHost: proxy\r\n${extra}\r\n`;
+const put = (path: string, body: string, extra = ''): string =>
+  `PUT ${path} HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+const valueOf = (a: Answer): string | undefined => (JSON.parse(a.body) as { node?: { value?: string } }).node?.value;
+
+describe('client connections read by the proxy itself', { skip: skipWithoutEtcd }, () => {
+  let m: LocalEtcd;
+  let url: string;
+  let p: Awaited<ReturnType<typeof proxy>>;
+  const opened: RawConnection[] = [];
+  const open = async (): Promise<RawConnection> => {
+    const c = await RawConnection.open(url);
+    opened.push(c);
+    return c;
+  };
+  before(async () => {
+    m = await member();
+    p = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir() });
+    url = p.url;
+  });
+  after(async () => {
+    for (const c of opened) c.close();
+    await cleanup();
+  });
+
+  test('keep-alive: requests one after another on one connection get the member\'s answers', async () => {
+    const c = await open();
+    c.write(put('/v2/keys/cc/a', 'value=one'));
+    const created = await c.read();
+    assert.equal(created.status, 201);
+    assert.equal(valueOf(created), 'one');
+    for (let i = 0; i < 3; i++) {
+      c.write(get('/v2/keys/cc/a'));
+      const a = await c.read();
+      assert.equal(a.status, 200);
+      assert.equal(a.framing, 'length');
+      assert.equal(valueOf(a), 'one');
+      assert.ok(a.headers.has('x-etcd-index'), 'the member\'s headers pass through');
+    }
+    c.write(get('/v2/keys/cc/missing'));
+    const missing = await c.read();
+    assert.equal(missing.status, 404);
+    assert.equal((JSON.parse(missing.body) as { errorCode: number }).errorCode, 100);
+    assert.equal(c.closed, false);
+  });
+
+  test('pipelined requests, a body in the same packet, are answered in order', async () => {
+    const c = await open();
+    c.write(put('/v2/keys/cc/p', 'value=first') + get('/v2/keys/cc/p') + put('/v2/keys/cc/p', 'value=second') + get('/v2/keys/cc/p'));
+    const answers = [await c.read(), await c.read(), await c.read(), await c.read()];
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      [201, 200, 200, 200],
+    );
+    assert.deepEqual(answers.map(valueOf), ['first', 'first', 'second', 'second']);
+  });
+
+  test('a body split over several packets is forwarded whole', async () => {
+    const c = await open();
+    const body = `value=${'v'.repeat(3000)}`;
+    const whole = put('/v2/keys/cc/split', body);
+    const parts = [whole.slice(0, 20), whole.slice(20, whole.length - 2000), whole.slice(whole.length - 2000, whole.length - 7), whole.slice(whole.length - 7)];
+    for (const part of parts) {
+      c.write(part);
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    const a = await c.read();
+    assert.equal(a.status, 201);
+    const stored = (await http(`${m.clientUrl}/v2/keys/cc/split`)).json() as { node: { value: string } };
+    assert.equal(stored.node.value, 'v'.repeat(3000));
+  });
+
+  test('HEAD: the member\'s head without a body, and the connection goes on', async () => {
+    const c = await open();
+    c.write(`HEAD /v2/keys/cc/a HTTP/1.1\r\nHost: proxy\r\n\r\n`);
+    const head = await c.read({ head: true });
+    assert.equal(head.status, 200);
+    assert.ok(Number(head.headers.get('content-length')) > 0);
+    c.write(get('/v2/keys/cc/a'));
+    const a = await c.read();
+    assert.equal(valueOf(a), 'one');
+  });
+
+  test('Connection: close is answered with Connection: close, then the proxy closes', async () => {
+    const c = await open();
+    c.write(get('/v2/keys/cc/a', 'Connection: close\r\n'));
+    const a = await c.read();
+    assert.equal(a.status, 200);
+    assert.equal(a.headers.get('connection'), 'close');
+    await c.closedWithin(2000);
+  });
+
+  test('a watch answers its head at once and its event re-chunked; a client that half-closes ends the member\'s watch', async () => {
+    const before = await watcherCount(m.clientUrl);
+    const c = await open();
+    c.write(get('/v2/keys/cc/w?wait=true'));
+    await eventually(async () => (await watcherCount(m.clientUrl)) === before + 1, 3000, 'the member to register the watch');
+    await http(`${m.clientUrl}/v2/keys/cc/w`, { method: 'PUT', body: 'value=event' });
+    const event = await c.read();
+    assert.equal(event.status, 200);
+    assert.equal(event.framing, 'chunked');
+    assert.equal(valueOf(event), 'event');
+    // Keep-alive after a chunked answer: the next watch on the same connection.
+    c.write(get('/v2/keys/cc/w?wait=true'));
+    await eventually(async () => (await watcherCount(m.clientUrl)) === before + 1, 3000, 'the second watch');
+    c.socket.end();
+    await c.closedWithin(3000);
+    await eventually(async () => (await watcherCount(m.clientUrl)) === before, 3000, 'the member\'s watch to end');
+    assert.equal(p.handler.inFlight, 0);
+  });
+
+  test('what this reader does not take goes to node:http mid-connection, answered as before', async () => {
+    const c = await open();
+    c.write(get('/v2/keys/cc/a'));
+    assert.equal(valueOf(await c.read()), 'one');
+    // The proxy's own paths.
+    c.write(get('/metrics'));
+    const metrics = await c.read();
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.body, /^etcd_proxy_requests_total\{method="GET"\} \d+$/m);
+    c.write(get('/proxy/ready'));
+    assert.equal((JSON.parse((await c.read()).body) as { ready: boolean }).ready, true);
+    // Expect: 100-continue (node:http sends the 100 Continue).
+    c.write(`PUT /v2/keys/cc/e HTTP/1.1\r\nHost: proxy\r\nExpect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\n`);
+    const cont = await c.read({ head: true });
+    assert.equal(cont.status, 100);
+    c.write('value=cont1');
+    assert.equal(valueOf(await c.read()), 'cont1');
+    // A chunked request body.
+    c.write(`PUT /v2/keys/cc/t HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nvalue=\r\n7\r\nchunked\r\n0\r\n\r\n`);
+    assert.equal(valueOf(await c.read()), 'chunked');
+    // And plain requests still work on the same connection.
+    c.write(get('/v2/keys/cc/t'));
+    assert.equal(valueOf(await c.read()), 'chunked');
+    const stored = (await http(`${m.clientUrl}/v2/keys/cc/e`)).json() as { node: { value: string } };
+    assert.equal(stored.node.value, 'cont1');
+  });
+
+  test('HTTP/1.0 and malformed requests get node:http\'s answers', async () => {
+    const c10 = await open();
+    c10.write('GET /v2/keys/cc/a HTTP/1.0\r\nHost: proxy\r\n\r\n');
+    const a = await c10.read();
+    assert.equal(a.status, 200);
+    assert.equal(valueOf(a), 'one');
+    await c10.closedWithin(2000);
+    const bad = await open();
+    bad.write(get('/v2/keys/cc/a') + 'GET /v2/keys/cc/a HTTP/1.1\r\nHost: proxy\r\nBad Header: x\r\n\r\n');
+    assert.equal(valueOf(await bad.read()), 'one');
+    assert.equal((await bad.read()).status, 400);
+    await bad.closedWithin(2000);
+  });
+
+  test('close() ends idle keep-alive connections and open watches at once', async () => {
+    const m2 = await member();
+    const p2 = await proxy({ initialCluster: `${m2.name}=${m2.peerUrl}`, dataDir: await tempDir() });
+    const idle = await RawConnection.open(p2.url);
+    opened.push(idle);
+    idle.write(get('/v2/keys/'));
+    const first = await idle.read();
+    assert.equal(first.status, 200, first.body);
+    const watch = await RawConnection.open(p2.url);
+    opened.push(watch);
+    watch.write(get('/v2/keys/cc/closing?wait=true'));
+    await eventually(async () => (await watcherCount(m2.clientUrl)) === 1, 3000, 'the watch');
+    const started = Date.now();
+    await p2.close();
+    assert.ok(Date.now() - started < 2000, `close() took ${Date.now() - started} ms`);
+    await idle.closedWithin(1000);
+    await watch.closedWithin(1000);
+    await eventually(async () => (await watcherCount(m2.clientUrl)) === 0, 3000, 'the member\'s watch to end');
+  });
+});

@@ -67,9 +67,14 @@ export class ClientConnections implements Http1Taker {
     const conn = new ClientConnection(this, socket, toServer);
     this.open.add(conn);
     // One unref'd check for every connection's deadline, as node:http's connectionsCheckingInterval.
-    this.sweeper ??= setInterval(this.sweep, Math.min(500, this.timeouts.headersTimeout / 4)).unref();
+    this.sweeper ??= setInterval(this.sweep, Math.max(50, Math.min(500, this.timeouts.headersTimeout / 4))).unref();
     conn.receive(firstBytes);
     if (conn.socket !== undefined) socket.resume();
+  }
+
+  /** When a connection idle from `now` on is closed; 0: never (a keepAliveTimeout of 0, as node:http reads it). */
+  idleDue(now: number): number {
+    return this.timeouts.keepAliveTimeout > 0 ? now + this.timeouts.keepAliveTimeout : 0;
   }
 
   /** @internal */
@@ -140,7 +145,7 @@ class ClientConnection {
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
     socket.on('drain', onSocketDrain);
-    this.dueAt = performance.now() + owner.timeouts.keepAliveTimeout;
+    this.dueAt = owner.idleDue(performance.now());
   }
 
   /** Between requests with nothing read of the next one. */
@@ -247,7 +252,7 @@ class ClientConnection {
       return;
     }
     if (this.unread === undefined) {
-      this.dueAt = performance.now() + this.owner.timeouts.keepAliveTimeout;
+      this.dueAt = this.owner.idleDue(performance.now());
       return;
     }
     // A pipelined request: read it once the answer's caller has returned.
@@ -465,7 +470,7 @@ class ClientReply implements ClientResponse {
 
   flushHeaders(): void {
     const socket = this.conn.socket;
-    if (this.head === undefined || socket === undefined) return;
+    if (this.head === undefined || socket === undefined || !socket.writable) return;
     socket.write(this.head, 'latin1');
     this.head = undefined;
   }

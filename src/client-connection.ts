@@ -37,14 +37,19 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 const DIGITS = /^\d{1,15}$/;
 const TIMED_OUT = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
+const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
 
-/** The timeouts of a listener (its node:http server's, so that both sides keep the same ones). */
+/**
+ * The timeouts of a listener: its node:http server, read each time they are
+ * needed, so that both sides keep the same ones even when they are changed
+ * on `proxy.servers[i]` later.
+ */
 export interface ClientTimeouts {
-  /** ms from a head's first byte to its end (`server.headersTimeout`). */
+  /** ms from a head's first byte to its end. */
   readonly headersTimeout: number;
-  /** ms from a head's first byte to the end of its body (`server.requestTimeout`). */
+  /** ms from a head's first byte to the end of its body. */
   readonly requestTimeout: number;
-  /** ms a connection may stay idle between requests (`server.keepAliveTimeout`). */
+  /** ms a connection may stay idle between requests; 0: no limit. */
   readonly keepAliveTimeout: number;
 }
 
@@ -77,6 +82,12 @@ export class ClientConnections implements Http1Taker {
     return this.timeouts.keepAliveTimeout > 0 ? now + this.timeouts.keepAliveTimeout : 0;
   }
 
+  /** What a kept-alive answer says of the connection, as node:http says it. */
+  keepAliveHeaders(): string {
+    const ms = this.timeouts.keepAliveTimeout;
+    return ms >= 1000 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(ms / 1000)}\r\n` : 'Connection: keep-alive\r\n';
+  }
+
   /** @internal */
   forget(conn: ClientConnection): void {
     this.open.delete(conn);
@@ -107,6 +118,8 @@ const enum State {
   Body,
   /** The request is forwarded; its answer is being written. */
   Answering,
+  /** The last answer is written (or a 400/408): the socket ends once it is flushed; nothing more is read. */
+  Closing,
 }
 
 /** The property under which a socket points back to its connection. */
@@ -148,19 +161,20 @@ class ClientConnection {
     this.dueAt = owner.idleDue(performance.now());
   }
 
-  /** Between requests with nothing read of the next one. */
+  /** Between requests with nothing read of the next one, or closing. */
   get idle(): boolean {
-    return this.state === State.Head && this.unread === undefined;
+    return (this.state === State.Head && this.unread === undefined) || this.state === State.Closing;
   }
 
   receive(chunk: Buffer): void {
-    if (this.state === State.Body) {
-      this.readBody(chunk);
-      return;
+    if (this.state === State.Closing) return;
+    if (this.state === State.Body) this.readBody(chunk);
+    else {
+      this.unread = this.unread === undefined ? chunk : Buffer.concat([this.unread, chunk]);
+      if (this.state === State.Head) this.readHead();
     }
-    this.unread = this.unread === undefined ? chunk : Buffer.concat([this.unread, chunk]);
-    if (this.state === State.Head) this.readHead();
-    else if (this.unread.length > MAX_AHEAD) this.socket?.pause();
+    // Pipelined requests wait while one is answered: keep at most MAX_AHEAD of them.
+    if (this.state === State.Answering && this.unread !== undefined && this.unread.length > MAX_AHEAD) this.socket?.pause();
   }
 
   timedOut(): void {
@@ -172,8 +186,18 @@ class ClientConnection {
       return;
     }
     debug('%s from %s timed out', this.state === State.Body ? 'a request body' : 'a request head', socket.remoteAddress);
-    this.detach();
-    socket.write(TIMED_OUT, 'latin1');
+    this.refuse(TIMED_OUT);
+  }
+
+  /** Answers `answer` (400 or 408, as node:http would) and ends the connection. */
+  refuse(answer: string): void {
+    const socket = this.socket;
+    if (socket === undefined) return;
+    this.state = State.Closing;
+    this.unread = undefined;
+    this.body = undefined;
+    this.dueAt = 0;
+    socket.write(answer, 'latin1');
     socket.destroySoon();
   }
 
@@ -187,7 +211,8 @@ class ClientConnection {
     }
     const end = buf.indexOf(CRLF2);
     if (end < 0) {
-      if (buf.length > MAX_HEAD) this.handOver();
+      // node:http refuses a bare LF at once (400); so does it a head over its limit (431).
+      if (buf.length > MAX_HEAD || hasBareLf(buf)) this.handOver();
       return;
     }
     if (end > MAX_HEAD) {
@@ -247,8 +272,11 @@ class ClientConnection {
     this.headStarted = 0;
     if (socket === undefined) return;
     if (this.closeAfter) {
-      socket.end();
-      this.detach();
+      // Still listed until the socket is gone: close() finds it even if the client never reads its end.
+      this.state = State.Closing;
+      this.unread = undefined;
+      this.dueAt = 0;
+      socket.destroySoon();
       return;
     }
     if (this.unread === undefined) {
@@ -294,8 +322,30 @@ class ClientConnection {
 
 function resumeReading(conn: ClientConnection): void {
   if (conn.socket === undefined || conn.state !== State.Head) return;
-  conn.socket.resume();
   conn.readHead();
+  // Read on only while fewer than MAX_AHEAD bytes of pipelined requests wait.
+  const { socket, unread } = conn;
+  const state = conn.state as State; // readHead() may have moved it on
+  if (socket !== undefined && (state !== State.Answering || unread === undefined || unread.length <= MAX_AHEAD)) socket.resume();
+}
+
+let dateSecond = 0;
+let dateText = '';
+
+/** The current time as an HTTP Date, computed once per second. */
+function httpDate(): string {
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
+}
+
+/** An LF not preceded by CR. */
+function hasBareLf(buf: Buffer): boolean {
+  for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, i + 1)) if (i === 0 || buf[i - 1] !== 13) return true;
+  return false;
 }
 
 // The socket's listeners, shared by all connections: `this` is the socket.
@@ -309,11 +359,13 @@ function onSocketEnd(this: Carrier): void {
   const conn = this[CONNECTION];
   if (conn === undefined) return;
   conn.closeAfter = true;
-  if (conn.state !== State.Answering) {
-    this.destroy();
+  if (conn.state === State.Answering || conn.state === State.Closing) {
+    this.end();
     return;
   }
-  this.end();
+  // A request cut short: node:http answers 400; between requests it just closes.
+  if (conn.state === State.Body || conn.unread !== undefined) conn.refuse(BAD_REQUEST);
+  else this.destroy();
 }
 
 function onSocketError(this: Carrier, err: Error): void {
@@ -447,22 +499,26 @@ class ClientReply implements ClientResponse {
   writeHead(status: number, statusText: string | undefined, headers: string[]): this {
     let head = `HTTP/1.1 ${status} ${statusText ?? STATUS_CODES[status] ?? 'Unknown'}\r\n`;
     let length = false;
+    let date = false;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       const value = headers[i + 1]!;
       if (name.length === 14 && name.toLowerCase() === 'content-length') length = true;
+      else if (name.length === 4 && name.toLowerCase() === 'date') date = true;
       else if (name.length === 10 && name.toLowerCase() === 'connection') {
         if (value.toLowerCase() === 'close') this.conn.closeAfter = true;
         continue;
       }
       head += `${name}: ${value}\r\n`;
     }
+    // The members' answers carry their Date; the proxy's own (502, 503, 504) get one, as node:http gives them.
+    if (!date) head += `Date: ${httpDate()}\r\n`;
     if (status === 204 || status === 304 || status < 200) this.bodyless = true;
     if (!length && !this.bodyless) {
       this.chunked = true;
       head += 'Transfer-Encoding: chunked\r\n';
     }
-    if (this.conn.closeAfter) head += 'Connection: close\r\n';
+    head += this.conn.closeAfter ? 'Connection: close\r\n' : this.conn.owner.keepAliveHeaders();
     this.head = `${head}\r\n`;
     this.headersSent = true;
     return this;

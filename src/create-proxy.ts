@@ -529,11 +529,7 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
       // Plain listeners read the requests they only forward themselves (client-connection.ts); the rest goes to node:http.
       const own =
         u.protocol === 'http:'
-          ? new ClientConnections(directRoute(this.handler), (url) => !isPath(url, METRICS_PATH), {
-              headersTimeout: server.headersTimeout,
-              requestTimeout: server.requestTimeout,
-              keepAliveTimeout: server.keepAliveTimeout,
-            })
+          ? new ClientConnections(directRoute(this.handler), (url) => !isPath(url, METRICS_PATH), server)
           : undefined;
       sortConnections(server, V3_REFUSAL_MESSAGE, own);
       this.servers.push(server);

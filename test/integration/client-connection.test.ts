@@ -10,8 +10,13 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { cleanup, eventually, http, member, proxy, skipWithoutEtcd, tempDir, watcherCount } from './harness.js';
 import type { LocalEtcd } from './harness.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 
 interface Answer {
   status: number;
@@ -42,10 +47,10 @@ class RawConnection {
     socket.on('error', () => undefined);
   }
 
-  static open(url: string): Promise<RawConnection> {
+  static open(url: string, allowHalfOpen = false): Promise<RawConnection> {
     const { port } = new URL(url);
     return new Promise((resolve, reject) => {
-      const socket = connect(Number(port), '127.0.0.1', () => resolve(new RawConnection(socket)));
+      const socket = connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen }, () => resolve(new RawConnection(socket)));
       socket.once('error', reject);
     });
   }
@@ -207,6 +212,23 @@ describe('client connections read by the proxy itself', { skip: skipWithoutEtcd 
     assert.equal(stored.node.value, 'v'.repeat(3000));
   });
 
+  test('a 1 MiB value read by a client that stops reading for a while arrives whole', { timeout: 30000 }, async () => {
+    const value = Array.from({ length: 1024 * 1024 }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
+    assert.equal((await http(`${m.clientUrl}/v2/keys/cc/big`, { method: 'PUT', body: `value=${value}` })).status, 201);
+    const c = await open();
+    c.socket.once('data', () => {
+      c.socket.pause();
+      setTimeout(() => c.socket.resume(), 300);
+    });
+    c.write(get('/v2/keys/cc/big'));
+    const a = await c.read({ ms: 10000 });
+    assert.equal(a.status, 200);
+    assert.equal(valueOf(a), value);
+    // The connection is still usable afterwards.
+    c.write(get('/v2/keys/cc/a'));
+    assert.equal(valueOf(await c.read()), 'one');
+  });
+
   test('HEAD: the member\'s head without a body, and the connection goes on', async () => {
     const c = await open();
     c.write(`HEAD /v2/keys/cc/a HTTP/1.1\r\nHost: proxy\r\n\r\n`);
@@ -285,6 +307,82 @@ describe('client connections read by the proxy itself', { skip: skipWithoutEtcd 
     assert.equal(valueOf(await bad.read()), 'one');
     assert.equal((await bad.read()).status, 400);
     await bad.closedWithin(2000);
+  });
+
+  test('a client that pipelines without end while reading its answers: the proxy reads at most 64 KiB ahead', { timeout: 30000 }, async () => {
+    const { port } = new URL(url);
+    const socket = connect(Number(port), '127.0.0.1');
+    socket.on('error', () => undefined);
+    let answered = 0;
+    socket.on('data', (chunk: Buffer) => {
+      for (let i = chunk.indexOf('HTTP/1.1 '); i >= 0; i = chunk.indexOf('HTTP/1.1 ', i + 1)) answered++;
+    });
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const batch = get('/v2/keys/cc/a').repeat(1000);
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    const started = Date.now();
+    let peak = 0;
+    while (Date.now() - started < 3000) {
+      if (!socket.write(batch)) await new Promise((resolve) => socket.once('drain', resolve));
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+    }
+    socket.destroy();
+    assert.ok(answered > 1000, `${answered} answers`);
+    // Unbounded read-ahead held tens of MB of unread requests here (about 4 MB more per second).
+    assert.ok(peak < 12 * 1024 * 1024, `buffers grew by ${(peak / 1048576).toFixed(1)} MiB while ${answered} requests were answered`);
+  });
+
+  test('Connection: close to a client that keeps its side open: the proxy closes it, and close() does not wait for it', async () => {
+    const m3 = await member();
+    const p3 = await proxy({ initialCluster: `${m3.name}=${m3.peerUrl}`, dataDir: await tempDir() });
+    const c = await RawConnection.open(p3.url, true);
+    opened.push(c);
+    c.write(get('/v2/keys/', 'Connection: close\r\n'));
+    assert.equal((await c.read()).status, 200);
+    await new Promise((resolve) => (c.socket.readableEnded ? resolve(undefined) : c.socket.once('end', resolve)));
+    const started = Date.now();
+    await p3.close();
+    assert.ok(Date.now() - started < 1500, `close() took ${Date.now() - started} ms`);
+  });
+
+  test('keep-alive: answers say the listener\'s keepAliveTimeout, read when it is changed, and idle connections close after it', async () => {
+    const m4 = await member();
+    const p4 = await proxy({ initialCluster: `${m4.name}=${m4.peerUrl}`, dataDir: await tempDir() });
+    p4.servers[0]!.keepAliveTimeout = 1500;
+    const c = await RawConnection.open(p4.url);
+    opened.push(c);
+    c.write(get('/v2/keys/'));
+    const a = await c.read();
+    assert.equal(a.headers.get('connection'), 'keep-alive');
+    assert.equal(a.headers.get('keep-alive'), 'timeout=1');
+    const idleFrom = Date.now();
+    await c.closedWithin(4000);
+    const idle = Date.now() - idleFrom;
+    assert.ok(idle >= 1400 && idle < 3000, `closed after ${idle} ms idle`);
+    // The proxy's own answers carry a Date, as node:http's do.
+    await m4.stop();
+    const e = await RawConnection.open(p4.url);
+    opened.push(e);
+    e.write(get('/v2/keys/'));
+    const failed = await e.read();
+    assert.equal(failed.status, 502);
+    assert.match(failed.headers.get('date') ?? '', /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+  });
+
+  test('a bare LF in a head, or a head cut short by FIN: 400 at once, as node:http answers', async () => {
+    const lf = await open();
+    const started = Date.now();
+    lf.write('GET /v2/keys/cc/a HTTP/1.1\nHost: x\n');
+    const a = await lf.read();
+    assert.equal(a.status, 400);
+    assert.ok(Date.now() - started < 1000, `answered after ${Date.now() - started} ms`);
+    const cut = await RawConnection.open(url, true);
+    opened.push(cut);
+    cut.write('GET /v2/keys/cc/a HTTP/1.1\r\nHost: x\r\n');
+    await new Promise((r) => setTimeout(r, 50));
+    cut.socket.end();
+    assert.equal((await cut.read()).status, 400);
   });
 
   test('close() ends idle keep-alive connections and open watches at once', async () => {

@@ -35,7 +35,8 @@ function clusterFileOf(dataDir: string): string {
 async function setAndGet(url: string, key: string, value: string): Promise<string> {
   const put = await http(`${url}/v2/keys/${key}`, { method: 'PUT', body: form({ value }) });
   assert.equal(put.status, 201, `PUT through ${url}: ${put.status} ${put.body}`);
-  const got = await http(`${url}/v2/keys/${key}`);
+  // quorum=true: with more than one member, a plain GET may reach a follower that has not applied the PUT yet.
+  const got = await http(`${url}/v2/keys/${key}?quorum=true`);
   assert.equal(got.status, 200, `GET through ${url}: ${got.status} ${got.body}`);
   return (got.json() as { node: { value: string } }).node.value;
 }

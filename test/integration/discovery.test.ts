@@ -45,7 +45,9 @@ async function register(url: string, id: string, value: string): Promise<void> {
 async function setAndGet(url: string, key: string, value: string): Promise<string> {
   const put = await http(`${url}/v2/keys/${key}`, { method: 'PUT', body: form({ value }) });
   assert.equal(put.status, 201, `PUT through ${url}: ${put.status} ${put.body}`);
-  const got = await http(`${url}/v2/keys/${key}`);
+  // quorum=true: a plain v2 GET is served from the local store of whichever member gets it, and a
+  // follower may not have applied the PUT yet (etcd's semantics, not the proxy's: it spreads reads).
+  const got = await http(`${url}/v2/keys/${key}?quorum=true`);
   assert.equal(got.status, 200, `GET through ${url}: ${got.status} ${got.body}`);
   return (got.json() as { node: { value: string } }).node.value;
 }

@@ -20,7 +20,8 @@ import type { Dnsmasq, LocalEtcd } from './harness.js';
 async function setAndGet(url: string, key: string, value: string): Promise<string> {
   const put = await http(`${url}/v2/keys/${key}`, { method: 'PUT', body: form({ value }) });
   assert.equal(put.status, 201, `PUT through ${url}: ${put.status} ${put.body}`);
-  const got = await http(`${url}/v2/keys/${key}`);
+  // quorum=true: a plain GET may reach a follower that has not applied the PUT yet.
+  const got = await http(`${url}/v2/keys/${key}?quorum=true`);
   assert.equal(got.status, 200, `GET through ${url}: ${got.status} ${got.body}`);
   return (got.json() as { node: { value: string } }).node.value;
 }

@@ -9,13 +9,14 @@
  * dnsmasq (`skipWithoutDnsmasq`, `dnsmasq()`), which the DNS SRV suite runs
  * on a free loopback port with its own records.
  */
+import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { Resolver } from 'node:dns/promises';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -182,6 +183,131 @@ export async function serveHandler(handler: V2ProxyHandler, balancer: EndpointBa
       }),
   );
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** One answer read by {@link RawConnection}. */
+export interface Answer {
+  status: number;
+  /** Lower-cased names. */
+  headers: Map<string, string>;
+  body: string;
+  /** How the body was framed. */
+  framing: 'length' | 'chunked' | 'none';
+}
+
+/** A raw client connection that reads the answers in order (HEAD answers are read without a body). */
+export class RawConnection {
+  private buffered = Buffer.alloc(0);
+  private waiting: (() => void) | undefined;
+  closed = false;
+  readonly socket: Socket;
+
+  /** Reads from `socket` (connected: a TLS socket once its handshake is done). */
+  constructor(socket: Socket) {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      this.buffered = Buffer.concat([this.buffered, chunk]);
+      this.waiting?.();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.waiting?.();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  /** A plain connection to `url`'s port on 127.0.0.1. */
+  static open(url: string, allowHalfOpen = false): Promise<RawConnection> {
+    const { port } = new URL(url);
+    return new Promise((resolve, reject) => {
+      const socket = connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen }, () => resolve(new RawConnection(socket)));
+      socket.once('error', reject);
+    });
+  }
+
+  write(text: string | Buffer): void {
+    this.socket.write(text);
+  }
+
+  /** Resolves once `ready()` holds (checked on every read), or rejects after `ms`. */
+  private async until(ready: () => boolean, ms: number, what: string): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!ready()) {
+      if (this.closed) throw new Error(`connection closed while waiting for ${what}; unread: ${this.buffered.toString('latin1').slice(0, 200)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${what} within ${ms} ms; unread: ${this.buffered.toString('latin1').slice(0, 200)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiting = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiting = undefined;
+    }
+  }
+
+  /** Reads the next answer. */
+  async read(options: { head?: boolean; ms?: number } = {}): Promise<Answer> {
+    const ms = options.ms ?? 5000;
+    await this.until(() => this.buffered.includes('\r\n\r\n'), ms, 'response head');
+    const end = this.buffered.indexOf('\r\n\r\n');
+    const lines = this.buffered.toString('latin1', 0, end).split('\r\n');
+    this.buffered = this.buffered.subarray(end + 4);
+    const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(lines[0]!)?.[1]);
+    const headers = new Map<string, string>();
+    for (const line of lines.slice(1)) {
+      const colon = line.indexOf(':');
+      headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
+    }
+    if (options.head === true || status === 204 || status === 304) return { status, headers, body: '', framing: 'none' };
+    const length = headers.get('content-length');
+    if (length !== undefined) {
+      const n = Number(length);
+      await this.until(() => this.buffered.length >= n, ms, `${n}-byte body`);
+      const body = this.buffered.toString('utf8', 0, n);
+      this.buffered = this.buffered.subarray(n);
+      return { status, headers, body, framing: 'length' };
+    }
+    if (headers.get('transfer-encoding') === undefined && headers.get('connection') === 'close') {
+      await this.closedWithin(ms);
+      const body = this.buffered.toString('utf8');
+      this.buffered = Buffer.alloc(0);
+      return { status, headers, body, framing: 'none' };
+    }
+    assert.equal(headers.get('transfer-encoding'), 'chunked', `status ${status}: neither Content-Length nor chunked`);
+    let body = '';
+    for (;;) {
+      await this.until(() => this.buffered.includes('\r\n'), ms, 'chunk size');
+      const lineEnd = this.buffered.indexOf('\r\n');
+      const size = parseInt(this.buffered.toString('latin1', 0, lineEnd), 16);
+      await this.until(() => this.buffered.length >= lineEnd + 2 + size + 2, ms, `${size}-byte chunk`);
+      body += this.buffered.toString('utf8', lineEnd + 2, lineEnd + 2 + size);
+      assert.equal(this.buffered.toString('latin1', lineEnd + 2 + size, lineEnd + 4 + size), '\r\n', 'CRLF after chunk data');
+      this.buffered = this.buffered.subarray(lineEnd + 4 + size);
+      if (size === 0) return { status, headers, body, framing: 'chunked' };
+    }
+  }
+
+  /** Resolves when the proxy closed the connection, or rejects after `ms`. */
+  async closedWithin(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error(`connection still open after ${ms} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 20);
+        this.waiting = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiting = undefined;
+    }
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
 }
 
 /**

@@ -266,8 +266,9 @@ export interface EtcdV2Proxy extends EventEmitter<EtcdV2ProxyEvents> {
   readonly metrics: ProxyMetrics;
   /**
    * The node:http (or node:https, for https:// URLs) servers, one per listen
-   * URL. On an http:// listener, the requests the proxy only forwards are
-   * read by its own HTTP/1.1 reader, not by the server: they do not pass
+   * URL. The requests the proxy only forwards are read by its own
+   * HTTP/1.1 reader (after the TLS handshake, on https://), not by the
+   * server: they do not pass
    * through the server's `request` event (the handler's `request` event
    * sees every request).
    */
@@ -526,11 +527,8 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
           this.emitSoon('tlsClientError', { remoteAddress, code, message, error });
         });
       }
-      // Plain listeners read the requests they only forward themselves (client-connection.ts); the rest goes to node:http.
-      const own =
-        u.protocol === 'http:'
-          ? new ClientConnections(directRoute(this.handler), (url) => !isPath(url, METRICS_PATH), server)
-          : undefined;
+      // The listener reads the requests it only forwards itself (client-connection.ts); the rest goes to node:http(s).
+      const own = new ClientConnections(directRoute(this.handler), (url) => !isPath(url, METRICS_PATH), server);
       sortConnections(server, V3_REFUSAL_MESSAGE, own);
       this.servers.push(server);
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;

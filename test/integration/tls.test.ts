@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startEtcd } from '../../examples/local-etcd.js';
@@ -22,6 +23,7 @@ import {
   http,
   onCleanup,
   proxy,
+  RawConnection,
   serveHandler,
   skipWithoutEtcd,
   tempDir,
@@ -156,6 +158,40 @@ describe('TLS both ways against an etcd cluster with TLS on its client and peer 
 
       const ctl = await etcdctl(p.url, ['--ca-file', certs.ca, '--cert-file', certs.client.cert, '--key-file', certs.client.key, '--no-sync', 'get', '/tls/e2e']);
       assert.equal(ctl.stdout, 'both-ways\n', ctl.stderr);
+    });
+
+    it('one TLS connection: keep-alive reads and a watch read by the proxy itself, /metrics handed to node:https in between', async () => {
+      const { port } = new URL(p.url);
+      const socket = tlsConnect({ host: '127.0.0.1', port: Number(port), ca: readFileSync(certs.ca), cert: readFileSync(certs.client.cert), key: readFileSync(certs.client.key), servername: 'localhost' });
+      await new Promise<void>((resolve, reject) => {
+        socket.once('secureConnect', resolve);
+        socket.once('error', reject);
+      });
+      const c = new RawConnection(socket);
+      onCleanup(() => c.close());
+      const get = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: proxy\r\n\r\n`;
+      c.write(get('/v2/keys/tls/e2e?quorum=true'));
+      const first = await c.read();
+      assert.equal(first.status, 200, first.body);
+      assert.equal(first.framing, 'length');
+      c.write(get('/metrics'));
+      assert.match((await c.read()).body, /^etcd_proxy_requests_total\{method="GET"\} \d+$/m);
+      c.write(get('/v2/keys/tls/e2e?quorum=true'));
+      assert.equal((JSON.parse((await c.read()).body) as { node: { value: string } }).node.value, 'both-ways');
+      const fresh = new RawConnection(
+        await new Promise((resolve, reject) => {
+          const s2 = tlsConnect({ host: '127.0.0.1', port: Number(port), ca: readFileSync(certs.ca), cert: readFileSync(certs.client.cert), key: readFileSync(certs.client.key), servername: 'localhost' }, () => resolve(s2));
+          s2.once('error', reject);
+        }),
+      );
+      onCleanup(() => fresh.close());
+      fresh.write(get('/v2/keys/tls/watched?wait=true'));
+      await new Promise((r) => setTimeout(r, 200));
+      const put = await tlsHttp(`${p.url}/v2/keys/tls/watched`, { ca: certs.ca, cert: certs.client, method: 'PUT', body: form({ value: 'seen' }) });
+      assert.equal(put.status, 201, put.body);
+      const event = await fresh.read();
+      assert.equal(event.framing, 'chunked');
+      assert.equal((JSON.parse(event.body) as { node: { value: string } }).node.value, 'seen');
     });
 
     it('etcd v3 clients over TLS get the UNIMPLEMENTED answer at once instead of a handshake failure', async () => {

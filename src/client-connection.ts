@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
 import type { ClientRequest, ClientResponse } from './forward-request.js';
+import { CONTENT_LENGTH, CONTROL, CRLF2, TOKEN } from './http1-syntax.js';
 import type { DirectRoute } from './v2-proxy-handler.js';
 import type { Http1Taker } from './v3-client-refusal.js';
 
@@ -29,14 +30,8 @@ const debug = createDebug('etcd-v2-proxy:client');
 const MAX_HEAD = 16 * 1024;
 /** Bytes of pipelined requests kept while one is answered, before reading pauses. */
 const MAX_AHEAD = 64 * 1024;
-const CRLF2 = Buffer.from('\r\n\r\n');
 /** `METHOD origin-form HTTP/1.1`: the only request line read here. */
 const REQUEST_LINE = /^(GET|HEAD|PUT|POST|DELETE) (\/[!-~]*) HTTP\/1\.1$/;
-/** A header name (RFC 9110 token). */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Control characters other than HTAB, which no header value may hold. */
-const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
-const DIGITS = /^\d{1,15}$/;
 const TIMED_OUT = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
 
@@ -454,7 +449,7 @@ export function parseHead(head: string, socket: Socket): ParsedRequest | undefin
         break;
       case 14:
         if (name.toLowerCase() === 'content-length') {
-          if (length >= 0 || !DIGITS.test(value)) return undefined;
+          if (length >= 0 || !CONTENT_LENGTH.test(value)) return undefined;
           length = Number(value);
         }
         break;

@@ -2,6 +2,7 @@ import { isIP, connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ConnectionOptions } from 'node:tls';
+import { CONTENT_LENGTH, CONTROL, CRLF2, TOKEN } from './http1-syntax.js';
 
 /**
  * The HTTP/1.1 client side of the proxy: keep-alive connections to one
@@ -62,7 +63,6 @@ export interface UpstreamTarget {
 /** Largest response head accepted (etcd's are a few hundred bytes). */
 const MAX_HEAD = 64 * 1024;
 const CRLF = Buffer.from('\r\n');
-const CRLF2 = Buffer.from('\r\n\r\n');
 const CONNECTION = Symbol('etcd-v2-proxy.upstream-connection');
 
 /** How parsing goes on after a response head. */
@@ -77,10 +77,6 @@ const enum Head {
 
 /** `HTTP/1.x NNN reason`, status 100-999. */
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
-/** A header name (RFC 9110 token). */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Control characters other than HTAB, which no header value may hold. */
-const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 const enum Read {
   /** Waiting for (the rest of) a response head. */
@@ -462,7 +458,7 @@ export class UpstreamConnection {
       rawHeaders.push(name, value);
       const n = name.length;
       if (n === 14 && name.toLowerCase() === 'content-length') {
-        if (!/^\d{1,15}$/.test(value) || (contentLength >= 0 && contentLength !== Number(value))) {
+        if (!CONTENT_LENGTH.test(value) || (contentLength >= 0 && contentLength !== Number(value))) {
           this.fail(new Error(`the member sent a bad Content-Length ${JSON.stringify(value)}`));
           return Head.Stop;
         }

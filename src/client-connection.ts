@@ -57,6 +57,8 @@ export interface ClientTimeouts {
 export class ClientConnections implements Http1Taker {
   private readonly open = new Set<ClientConnection>();
   private sweeper: NodeJS.Timeout | undefined;
+  private keepAliveFor = -1;
+  private keepAliveLines = '';
 
   constructor(
     readonly route: DirectRoute,
@@ -78,10 +80,14 @@ export class ClientConnections implements Http1Taker {
     return this.timeouts.keepAliveTimeout > 0 ? now + this.timeouts.keepAliveTimeout : 0;
   }
 
-  /** What a kept-alive answer says of the connection, as node:http says it. */
+  /** What a kept-alive answer says of the connection, as node:http says it; built again only when the timeout changes. */
   keepAliveHeaders(): string {
     const ms = this.timeouts.keepAliveTimeout;
-    return ms >= 1000 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(ms / 1000)}\r\n` : 'Connection: keep-alive\r\n';
+    if (ms !== this.keepAliveFor) {
+      this.keepAliveFor = ms;
+      this.keepAliveLines = ms >= 1000 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(ms / 1000)}\r\n` : 'Connection: keep-alive\r\n';
+    }
+    return this.keepAliveLines;
   }
 
   /** @internal */
@@ -138,7 +144,6 @@ class ClientConnection {
   request: ParsedRequest | undefined = undefined;
   reply: ClientReply | undefined = undefined;
   body: Buffer[] | undefined = undefined;
-  bodyLength = 0;
   /** Body bytes still to read. */
   remaining = 0;
 
@@ -227,7 +232,6 @@ class ClientConnection {
     if (request.length > 0) {
       this.state = State.Body;
       this.body = [];
-      this.bodyLength = request.length;
       this.remaining = request.length;
       this.dueAt = this.headStarted + this.owner.timeouts.requestTimeout;
       const rest = this.unread;
@@ -255,7 +259,8 @@ class ClientConnection {
     this.state = State.Answering;
     this.dueAt = 0;
     this.body = undefined;
-    this.owner.route.forward(this.request!, this.reply!, body, this.bodyLength, performance.now());
+    const request = this.request!;
+    this.owner.route.forward(request, this.reply!, body, request.length, performance.now());
   }
 
   /** The current answer is written: on to the next request, or the end of the connection. */
@@ -264,7 +269,6 @@ class ClientConnection {
     this.state = State.Head;
     this.request = undefined;
     this.reply = undefined;
-    this.bodyLength = 0;
     this.headStarted = 0;
     if (socket === undefined) return;
     if (this.closeAfter) {
@@ -284,29 +288,21 @@ class ClientConnection {
     process.nextTick(resumeReading, this);
   }
 
-  /** Gives the connection, with its unread bytes, to node:http (at a request boundary only). */
+  /** Gives the connection, with its unread bytes, to node:http (at a request boundary only): this reader lets go of it. */
   handOver(): void {
     const socket = this.socket!;
     const unread = this.unread;
     this.unread = undefined;
-    this.detach();
-    socket.off('error', onSocketError);
-    this.toServer(socket, unread);
-  }
-
-  /** This reader lets go of the socket (handed over, closed or closing). */
-  detach(): void {
-    const socket = this.socket;
-    if (socket === undefined) return;
     this.socket = undefined;
     this.dueAt = 0;
     socket[CONNECTION] = undefined;
     socket.off('data', onSocketData);
     socket.off('end', onSocketEnd);
+    socket.off('error', onSocketError);
     socket.off('close', onSocketClose);
     socket.off('drain', onSocketDrain);
-    // The error listener stays (it only destroys the socket) until node:http takes the socket with its own.
     this.owner.forget(this);
+    this.toServer(socket, unread);
   }
 
   closed(): void {

@@ -266,11 +266,10 @@ export interface EtcdV2Proxy extends EventEmitter<EtcdV2ProxyEvents> {
   readonly metrics: ProxyMetrics;
   /**
    * The node:http (or node:https, for https:// URLs) servers, one per listen
-   * URL. The requests the proxy only forwards are read by its own
-   * HTTP/1.1 reader (after the TLS handshake, on https://), not by the
-   * server: they do not pass
-   * through the server's `request` event (the handler's `request` event
-   * sees every request).
+   * URL. The requests the proxy only forwards are read by its own HTTP/1.1
+   * reader (after the TLS handshake, on https://), not by the server: they
+   * do not pass through the server's `request` event (the handler's
+   * `request` event sees every request).
    */
   readonly servers: readonly (Server | HttpsServer)[];
   /**

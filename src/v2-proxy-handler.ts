@@ -190,10 +190,10 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       onlyForwards: (method, url, via, bodyLength) =>
         this.cors === undefined &&
         !this.settings.stopping &&
-        (this.mode === 'readwrite' || method === 'GET' || method === 'HEAD') &&
+        !this.refusedByMode(method) &&
         !isOwnPath(url) &&
         bodyLength <= this.maxBodyBytes &&
-        (via === undefined || !via.includes(this.settings.via)),
+        !this.loopedBack(via),
       forward: (req, res, body, length, arrived) => {
         if (this.listenerCount('request') > 0) this.emit('request', req.method ?? 'GET', req.url ?? '/');
         this.forward(req, res, body, length, arrived);
@@ -263,7 +263,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     }
     const method = req.method ?? 'GET';
     // A CORS preflight changes nothing: a readonly proxy lets it through to the members.
-    if (this.mode === 'readonly' && method !== 'GET' && method !== 'HEAD' && !isPreflight(req)) {
+    if (this.refusedByMode(method) && !isPreflight(req)) {
       this.dropped(method, url, 'readonly', 501);
       res.writeHead(501, { 'Content-Length': '0' });
       res.end();
@@ -277,7 +277,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     }
     const raw = req.rawHeaders;
     const via = rawHeader(raw, 'via');
-    if (via !== undefined && via.includes(this.settings.via)) {
+    if (this.loopedBack(via)) {
       debug('loop: %s %s came back through this proxy (Via: %s)', method, url, via);
       this.dropped(method, url, 'loop', 508);
       sendJsonError(res, 508, `httpproxy: request loop detected: this request already passed through this proxy (Via: ${via})`);
@@ -335,6 +335,16 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     };
     req.on('data', onData);
     req.once('end', onEnd);
+  }
+
+  /** A readonly proxy answers this method 501 (a CORS preflight aside). */
+  private refusedByMode(method: string): boolean {
+    return this.mode === 'readonly' && method !== 'GET' && method !== 'HEAD';
+  }
+
+  /** A request whose Via header names this proxy came back to it. */
+  private loopedBack(via: string | undefined): boolean {
+    return via !== undefined && via.includes(this.settings.via);
   }
 
   /** After drain() or close(): 503, and the connection is closed. */

@@ -5,6 +5,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -52,6 +53,8 @@ export interface LocalEtcd {
   readonly peerPort: number;
   /** The etcd process; `pid` is what `stop()` and `signal()` act on. */
   readonly child: ChildProcess;
+  /** Settles when the process has exited. */
+  readonly exited: Promise<void>;
   /** Everything the member logged so far. */
   log(): string;
   /** Sends a signal to this member's process (SIGSTOP, SIGCONT, SIGKILL...). */
@@ -65,15 +68,38 @@ export function etcdInstalled(): boolean {
   return spawnSync('etcd', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A TCP port that was free a moment ago on 127.0.0.1, below the kernel's
+ * ephemeral range. A port from that range (what `listen(0)` hands out) can
+ * be taken as the local end of some outgoing connection in the moment
+ * between being found free and etcd binding it; one below it can only be
+ * taken by another explicit bind.
+ */
+export async function freePort(): Promise<number> {
+  const [low] = ephemeralRange();
+  const top = Math.max(low - 1, 11000);
+  for (let i = 0; i < 50; i++) {
+    const port = 10000 + Math.floor(Math.random() * (top - 10000));
+    if (await canBind(port)) return port;
+  }
+  throw new Error(`no free TCP port on 127.0.0.1 between 10000 and ${top} after 50 tries`);
+}
+
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low!, high!];
+  } catch {
+    // not Linux: use the IANA dynamic range
+  }
+  return [49152, 65535];
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
@@ -82,8 +108,25 @@ process.once('exit', () => {
   for (const child of running) if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
 });
 
-/** Starts one member. For a cluster, pick the ports first and pass `initialCluster`. */
+/**
+ * Starts one member. For a cluster, pick the ports first and pass
+ * `initialCluster`. When this function picked the ports itself and one was
+ * taken before etcd bound it, it tries again with fresh ones (up to 3 tries).
+ */
 export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEtcd> {
+  const ownPorts = options.clientPort === undefined && options.peerPort === undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOne(options);
+    } catch (err) {
+      if (!ownPorts || attempt >= 3 || !(err instanceof PortTaken)) throw err;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startOne(options: LocalEtcdOptions): Promise<LocalEtcd> {
   const clientPort = options.clientPort ?? (await freePort());
   const peerPort = options.peerPort ?? (await freePort());
   const name = options.name ?? `m${clientPort}`;
@@ -119,7 +162,7 @@ export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEt
 
   let stopping: Promise<void> | undefined;
   const member: LocalEtcd = {
-    name, clientUrl, peerUrl, dataDir, clientPort, peerPort, child,
+    name, clientUrl, peerUrl, dataDir, clientPort, peerPort, child, exited,
     log: () => output,
     signal(sig) {
       if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, sig);
@@ -143,26 +186,37 @@ export async function startEtcd(options: LocalEtcdOptions = {}): Promise<LocalEt
       await waitHealthy(clientUrl, 20000, exited);
     } catch (err) {
       await member.stop();
-      throw new Error(`etcd member ${name} did not become healthy: ${(err as Error).message}\n${output.slice(-2000)}`);
+      const Failure = /address already in use/.test(output) ? PortTaken : Error;
+      throw new Failure(`etcd member ${name} did not become healthy: ${(err as Error).message}\n${output.slice(-2000)}`);
     }
   }
   return member;
 }
 
-/** Starts `size` members as one new cluster and waits until all are healthy. */
+/**
+ * Starts `size` members as one new cluster and waits until all are healthy.
+ * A member that exits because one of its ports was taken after it was found
+ * free is retried with fresh ports (up to 3 tries); any other failure throws
+ * with the member's log.
+ */
 export async function startCluster(size: number): Promise<LocalEtcd[]> {
-  const ports: Array<{ name: string; clientPort: number; peerPort: number }> = [];
-  for (let i = 0; i < size; i++) ports.push({ name: `node${i + 1}`, clientPort: await freePort(), peerPort: await freePort() });
-  const initialCluster = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(',');
-  const initialClusterToken = `t-cluster-${ports[0]!.clientPort}`;
-  const members = await Promise.all(ports.map((p) => startEtcd({ ...p, initialCluster, initialClusterToken, waitHealthy: false })));
-  try {
-    await Promise.all(members.map((m) => waitHealthy(m.clientUrl, 30000)));
-  } catch (err) {
-    await Promise.all(members.map((m) => m.stop()));
-    throw err;
+  for (let attempt = 1; ; attempt++) {
+    const ports: Array<{ name: string; clientPort: number; peerPort: number }> = [];
+    for (let i = 0; i < size; i++) ports.push({ name: `node${i + 1}`, clientPort: await freePort(), peerPort: await freePort() });
+    const initialCluster = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(',');
+    const initialClusterToken = `t-cluster-${ports[0]!.clientPort}`;
+    const members = await Promise.all(ports.map((p) => startEtcd({ ...p, initialCluster, initialClusterToken, waitHealthy: false })));
+    try {
+      await Promise.all(members.map((m) => waitHealthy(m.clientUrl, 30000, m.exited)));
+      return members;
+    } catch (err) {
+      await Promise.all(members.map((m) => m.stop()));
+      const taken = members.find((m) => /address already in use/.test(m.log()));
+      if (taken !== undefined && attempt < 3) continue;
+      const culprit = taken ?? members.find((m) => m.child.exitCode !== null || m.child.signalCode !== null) ?? members[0]!;
+      throw new Error(`etcd cluster of ${size} did not become healthy: ${(err as Error).message}\n${culprit.name}'s log:\n${culprit.log().slice(-2000)}`);
+    }
   }
-  return members;
 }
 
 /** Polls `<clientUrl>/health` until it says `"health":"true"`. */

@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
 import type { ClientRequest, ClientResponse } from './forward-request.js';
-import { CONTENT_LENGTH, CONTROL, CRLF2, TOKEN } from './http1-syntax.js';
+import { CONTENT_LENGTH, CONTROL, CRLF2, TOKEN, withoutOws } from './http1-syntax.js';
 import type { DirectRoute } from './v2-proxy-handler.js';
 import type { Http1Taker } from './v3-client-refusal.js';
 
@@ -59,6 +59,7 @@ export class ClientConnections implements Http1Taker {
   private sweeper: NodeJS.Timeout | undefined;
   private keepAliveFor = -1;
   private keepAliveLines = '';
+  private keepAliveEnd = Buffer.alloc(0);
 
   constructor(
     readonly route: DirectRoute,
@@ -86,8 +87,15 @@ export class ClientConnections implements Http1Taker {
     if (ms !== this.keepAliveFor) {
       this.keepAliveFor = ms;
       this.keepAliveLines = ms >= 1000 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(ms / 1000)}\r\n` : 'Connection: keep-alive\r\n';
+      this.keepAliveEnd = Buffer.from(`${this.keepAliveLines}\r\n`, 'latin1');
     }
     return this.keepAliveLines;
+  }
+
+  /** {@link keepAliveHeaders} and the empty line that ends a head, as bytes. */
+  keepAliveHeadEnd(): Buffer {
+    this.keepAliveHeaders();
+    return this.keepAliveEnd;
   }
 
   /** @internal */
@@ -321,6 +329,9 @@ function resumeReading(conn: ClientConnection): void {
   if (socket !== undefined && (state !== State.Answering || unread === undefined || unread.length <= MAX_AHEAD)) socket.resume();
 }
 
+/** A body piece up to this size is copied behind a head passed through, so that both go in one write. */
+const ONE_COPY = 16 * 1024;
+
 let dateSecond = 0;
 let dateText = '';
 
@@ -461,21 +472,16 @@ export function parseHead(head: string, socket: Socket): ParsedRequest | undefin
   return new ParsedRequest(line[1]!, line[2]!, raw, socket, via, Math.max(0, length), length >= 0, close);
 }
 
-/** `field` from `from` on, without the spaces and tabs around it (RFC 9110 OWS; nothing else is trimmed). */
-function withoutOws(field: string, from: number): string {
-  let start = from;
-  let end = field.length;
-  while (start < end && (field.charCodeAt(start) === 32 || field.charCodeAt(start) === 9)) start++;
-  while (end > start && (field.charCodeAt(end - 1) === 32 || field.charCodeAt(end - 1) === 9)) end--;
-  return field.slice(start, end);
-}
-
 /** The answer to one request, written straight to the connection: status line, headers, then the body as it comes. */
 class ClientReply implements ClientResponse {
   headersSent = false;
   writableFinished = false;
-  /** The head, until it is written. */
+  /** The head built by writeHead, until it is written. */
   private head: string | undefined = undefined;
+  /** The member's status and header lines given to writeRawHead, until they are written... */
+  private rawLines: Buffer | undefined = undefined;
+  /** ...and what follows them, up to the empty line. */
+  private rawEnd: Buffer | undefined = undefined;
   private chunked = false;
   private bodyless: boolean;
   private onClose: (() => void) | undefined = undefined;
@@ -503,24 +509,53 @@ class ClientReply implements ClientResponse {
       }
       head += `${name}: ${value}\r\n`;
     }
-    // The members' answers carry their Date; the proxy's own (502, 503, 504) get one, as node:http gives them.
-    if (!date) head += `Date: ${httpDate()}\r\n`;
     if (status === 204 || status === 304 || status < 200) this.bodyless = true;
-    if (!length && !this.bodyless) {
-      this.chunked = true;
-      head += 'Transfer-Encoding: chunked\r\n';
-    }
-    head += this.conn.closeAfter ? 'Connection: close\r\n' : this.conn.owner.keepAliveHeaders();
-    this.head = `${head}\r\n`;
+    this.chunked = !length && !this.bodyless;
+    this.head = head + this.headEnd(date);
     this.headersSent = true;
     return this;
   }
 
+  /** The member's lines go out as they came, followed by what {@link headEnd} adds. */
+  writeRawHead(lines: Buffer, status: number, lengthUnknown: boolean, hasDate: boolean): this {
+    if (status === 204 || status === 304 || status < 200) this.bodyless = true;
+    this.chunked = lengthUnknown && !this.bodyless;
+    this.rawLines = lines;
+    this.rawEnd = hasDate && !this.chunked && !this.conn.closeAfter ? this.conn.owner.keepAliveHeadEnd() : Buffer.from(this.headEnd(hasDate), 'latin1');
+    this.headersSent = true;
+    return this;
+  }
+
+  /**
+   * The lines this writer adds after the headers, and the empty line: a
+   * Date when there is none (the members' answers carry theirs; the proxy's
+   * own 502, 503 and 504 get one, as node:http gives them), the chunked
+   * framing, and what the connection does next.
+   */
+  private headEnd(hasDate: boolean): string {
+    const date = hasDate ? '' : `Date: ${httpDate()}\r\n`;
+    const framing = this.chunked ? 'Transfer-Encoding: chunked\r\n' : '';
+    return `${date}${framing}${this.conn.closeAfter ? 'Connection: close\r\n' : this.conn.owner.keepAliveHeaders()}\r\n`;
+  }
+
+  /** The head not written yet, if any, which is then taken. */
+  private takeHead(): string | Buffer | undefined {
+    const head = this.head;
+    if (head !== undefined) {
+      this.head = undefined;
+      return head;
+    }
+    const lines = this.rawLines;
+    if (lines === undefined) return undefined;
+    this.rawLines = undefined;
+    return Buffer.concat([lines, this.rawEnd!]);
+  }
+
   flushHeaders(): void {
     const socket = this.conn.socket;
-    if (this.head === undefined || socket === undefined || !socket.writable) return;
-    socket.write(this.head, 'latin1');
-    this.head = undefined;
+    if (socket === undefined || !socket.writable) return;
+    const head = this.takeHead();
+    if (head !== undefined) socket.write(head, 'latin1');
   }
 
   write(chunk: Buffer): boolean {
@@ -530,9 +565,19 @@ class ClientReply implements ClientResponse {
       this.flushHeaders();
       return !socket.writableNeedDrain;
     }
-    const head = this.head;
-    this.head = undefined;
     if (!this.chunked) {
+      const lines = this.rawLines;
+      if (lines !== undefined && chunk.length <= ONE_COPY) {
+        // The member's lines, the end of the head and the body in one buffer: one write.
+        this.rawLines = undefined;
+        const end = this.rawEnd!;
+        const all = Buffer.allocUnsafe(lines.length + end.length + chunk.length);
+        lines.copy(all, 0);
+        end.copy(all, lines.length);
+        chunk.copy(all, lines.length + end.length);
+        return socket.write(all);
+      }
+      const head = this.takeHead();
       if (head === undefined) return socket.write(chunk);
       socket.cork();
       socket.write(head, 'latin1');
@@ -540,8 +585,10 @@ class ClientReply implements ClientResponse {
       socket.uncork();
       return ok;
     }
+    const head = this.takeHead();
     socket.cork();
-    socket.write(`${head ?? ''}${chunk.length.toString(16)}\r\n`, 'latin1');
+    if (head !== undefined) socket.write(head, 'latin1');
+    socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
     socket.write(chunk);
     const ok = socket.write('\r\n', 'latin1');
     socket.uncork();
@@ -554,9 +601,9 @@ class ClientReply implements ClientResponse {
     this.writableFinished = true;
     if (socket !== undefined && socket.writable) {
       const bytes = body === undefined || body === '' || this.bodyless ? undefined : Buffer.from(body);
+      const head = this.takeHead();
       socket.cork();
-      if (this.head !== undefined) socket.write(this.head, 'latin1');
-      this.head = undefined;
+      if (head !== undefined) socket.write(head, 'latin1');
       if (bytes !== undefined && this.chunked) socket.write(`${bytes.length.toString(16)}\r\n`, 'latin1');
       if (bytes !== undefined) socket.write(bytes);
       if (this.chunked) socket.write(bytes !== undefined ? '\r\n0\r\n\r\n' : '0\r\n\r\n', 'latin1');

@@ -49,6 +49,14 @@ export interface ClientResponse {
   /** True once the whole answer was handed to the client's connection. */
   readonly writableFinished: boolean;
   writeHead(status: number, statusText: string | undefined, headers: string[]): unknown;
+  /**
+   * Optional: takes the member's status line and header lines as received
+   * (see {@link UpstreamConnection.rawHead}) instead of a header list, to
+   * pass them on unchanged. `lengthUnknown`: the body has no length (it is
+   * re-chunked); `hasDate`: the lines hold a Date header. node's
+   * `ServerResponse` has no such method; createProxy's own writer has.
+   */
+  writeRawHead?(lines: Buffer, status: number, lengthUnknown: boolean, hasDate: boolean): unknown;
   /** Sends the head now (a watch's body may come hours later). */
   flushHeaders(): void;
   /** False: wait for `drain` before writing more. */
@@ -275,7 +283,7 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     else this.dueQueue?.remove(this);
   }
 
-  onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, rawHeaders: string[], _hasBody: boolean, lengthUnknown: boolean): void {
+  onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, _hasBody: boolean, lengthUnknown: boolean): void {
     if (conn !== this.up || this.phase === Phase.Over) return;
     const { settings, endpoint, res } = this;
     this.dueQueue?.remove(this);
@@ -290,7 +298,10 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     this.phase = Phase.Streaming;
     if (endpoint.state === 'down') settings.balancer.reportAnswer(endpoint);
     try {
-      res.writeHead(status, statusText === '' ? undefined : statusText, downstreamResponseHeaders(rawHeaders, settings.stripCors));
+      const raw = conn.rawHead;
+      if (raw !== undefined && res.writeRawHead !== undefined && !(settings.stripCors && conn.headHasCors)) {
+        res.writeRawHead(raw, status, lengthUnknown, conn.headHasDate);
+      } else res.writeHead(status, statusText === '' ? undefined : statusText, downstreamResponseHeaders(conn.headerList(), settings.stripCors));
     } catch (err) {
       // node refused the member's head (the parser lets through only what node accepts; this is the last guard).
       this.phase = Phase.Waiting;

@@ -2,7 +2,7 @@ import { isIP, connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ConnectionOptions } from 'node:tls';
-import { CONTENT_LENGTH, CONTROL, CRLF2, TOKEN } from './http1-syntax.js';
+import { CONTENT_LENGTH, CONTROL, CRLF2, TOKEN, withoutOws } from './http1-syntax.js';
 
 /**
  * The HTTP/1.1 client side of the proxy: keep-alive connections to one
@@ -28,13 +28,14 @@ export interface UpstreamHandler {
   /** The whole request was handed to the kernel. */
   onUpstreamWritten(conn: UpstreamConnection): void;
   /**
-   * The response head. `rawHeaders` alternates names and values as received.
+   * The response head; its headers are read from `conn` while this runs
+   * ({@link UpstreamConnection.headerList}, or {@link UpstreamConnection.rawHead}).
    * `hasBody`: a body follows; `lengthUnknown`: one without a Content-Length
    * (chunked, or until the member closes), such as a watch that answers its
    * head at once and its event much later.
    * To drop the response, call {@link UpstreamConnection.discard} from here.
    */
-  onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, rawHeaders: string[], hasBody: boolean, lengthUnknown: boolean): void;
+  onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, hasBody: boolean, lengthUnknown: boolean): void;
   /** A piece of the body; return false to pause reading until {@link UpstreamConnection.resume}. */
   onUpstreamData(conn: UpstreamConnection, chunk: Buffer): boolean;
   /** The response is complete. */
@@ -74,6 +75,16 @@ const enum Head {
   /** The response had no body: it is complete. */
   Complete,
 }
+
+/** Header lines (CRLF between them) as strict as node's parser: a token, a colon, no control character but HTAB. */
+const HEADER_LINES = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*)*$/;
+/**
+ * The header lines that matter to this client or the proxy: the framing,
+ * the hop-by-hop ones (RFC 9110 7.6.1), Date and Access-Control-*. The
+ * value without its surrounding spaces and tabs.
+ */
+const NOTABLE_HEADER =
+  /^(content-length|transfer-encoding|connection|keep-alive|proxy-authenticate|proxy-authorization|proxy-connection|te|trailers?|upgrade|date|access-control-[!#$%&'*+\-.^_`|~0-9a-z]*):[\t ]*(.*?)[\t ]*$/gim;
 
 /** `HTTP/1.x NNN reason`, status 100-999. */
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
@@ -329,8 +340,9 @@ export class UpstreamConnection {
             return;
           }
           const head = buf.toString('latin1', 0, end);
+          const bytes = buf;
           buf = buf.subarray(end + 4);
-          const next = this.onHead(head, handler);
+          const next = this.onHead(head, bytes, handler);
           if (next === Head.Stop) return;
           if (next === Head.Complete) {
             // A response without a body: anything after it means the connection is out of step.
@@ -425,10 +437,17 @@ export class UpstreamConnection {
     else this.partial = buf;
   }
 
-  /** Parses a response head and hands it to the handler; says how parsing goes on. */
-  private onHead(head: string, handler: UpstreamHandler): Head {
-    const lines = head.split('\r\n');
-    const statusLine = lines[0]!;
+  /**
+   * Parses a response head (`bytes` holds it as received, `head` the same
+   * as latin1 text without the empty line) and hands it to the handler;
+   * says how parsing goes on. The header lines are checked with one pattern
+   * and searched with another for the few names that matter here, so that
+   * an ordinary answer is never split into strings: {@link headerList}
+   * does that for a caller that needs it.
+   */
+  private onHead(head: string, bytes: Buffer, handler: UpstreamHandler): Head {
+    const lineEnd = head.indexOf('\r\n');
+    const statusLine = lineEnd < 0 ? head : head.slice(0, lineEnd);
     const match = STATUS_LINE.exec(statusLine);
     if (match === null) {
       this.fail(new Error(`the member answered something that is not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 60))}`));
@@ -441,48 +460,53 @@ export class UpstreamConnection {
     }
     // 1xx: an interim answer; the real one follows. This proxy never sends Expect.
     if (status < 200) return Head.More;
-    const rawHeaders: string[] = [];
+    const block = lineEnd < 0 ? '' : head.slice(lineEnd + 2);
+    // As strict as node's own parser, so that what reaches a client is valid.
+    if (block !== '' && !HEADER_LINES.test(block)) {
+      this.fail(new Error(`the member sent a malformed header line ${JSON.stringify(firstMalformedLine(block).slice(0, 60))}`));
+      return Head.Stop;
+    }
     let contentLength = -1;
     let chunked = false;
     let close = match[1] === '0';
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      const colon = line.indexOf(':');
-      const name = colon > 0 ? line.slice(0, colon) : '';
-      const value = line.slice(colon + 1).trim();
-      // As strict as node's own parser, so that what reaches writeHead() is valid.
-      if (!TOKEN.test(name) || CONTROL.test(value)) {
-        this.fail(new Error(`the member sent a malformed header line ${JSON.stringify(line.slice(0, 60))}`));
-        return Head.Stop;
-      }
-      rawHeaders.push(name, value);
-      const n = name.length;
-      if (n === 14 && name.toLowerCase() === 'content-length') {
+    // Raw bytes go to the client only for an HTTP/1.1 status line with a reason and no header to drop.
+    let passable = match[1] === '1' && match[3] !== undefined && match[3] !== '';
+    this.headHasDate = false;
+    this.headHasCors = false;
+    NOTABLE_HEADER.lastIndex = 0;
+    for (let m = NOTABLE_HEADER.exec(block); m !== null; m = NOTABLE_HEADER.exec(block)) {
+      const name = m[1]!.toLowerCase();
+      const value = m[2]!;
+      if (name === 'content-length') {
         if (!CONTENT_LENGTH.test(value) || (contentLength >= 0 && contentLength !== Number(value))) {
           this.fail(new Error(`the member sent a bad Content-Length ${JSON.stringify(value)}`));
           return Head.Stop;
         }
         contentLength = Number(value);
-      } else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
-        chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
-      } else if (n === 10 && name.toLowerCase() === 'connection') {
-        const v = value.toLowerCase();
-        if (v.includes('close')) close = true;
-        else if (match[1] === '0' && v.includes('keep-alive')) close = false;
+      } else if (name === 'date') this.headHasDate = true;
+      else if (name.startsWith('access-control-')) this.headHasCors = true;
+      else {
+        // A hop-by-hop header: never passed on.
+        passable = false;
+        if (name === 'transfer-encoding') chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+        else if (name === 'connection') {
+          const v = value.toLowerCase();
+          if (v.includes('close')) close = true;
+          else if (match[1] === '0' && v.includes('keep-alive')) close = false;
+        }
       }
     }
-    if (chunked && contentLength >= 0) {
-      // Both framings (RFC 9112 6.3): chunked wins, the length is dropped so
-      // that the client is not told one, and the connection is not reused.
-      for (let i = rawHeaders.length - 2; i >= 0; i -= 2) {
-        if (rawHeaders[i]!.toLowerCase() === 'content-length') rawHeaders.splice(i, 2);
-      }
-      close = true;
-    }
+    // Both framings (RFC 9112 6.3): chunked wins, the length is dropped (headerList) and the connection is not reused.
+    this.dropLength = chunked && contentLength >= 0;
+    if (this.dropLength) close = true;
     if (close) this.reusable = false;
+    this.headBlock = block;
+    this.rawHead = passable ? bytes.subarray(0, lineEnd + 2 + block.length + 2) : undefined;
     const bodyless = this.headRequest || status === 204 || status === 304;
     const hasBody = !bodyless && (chunked || contentLength !== 0);
-    handler.onUpstreamHead(this, status, match[3] ?? '', rawHeaders, hasBody, hasBody && contentLength < 0);
+    handler.onUpstreamHead(this, status, match[3] ?? '', hasBody, hasBody && contentLength < 0);
+    this.headBlock = '';
+    this.rawHead = undefined;
     if (this.handler !== handler) return Head.Stop;
     if (!hasBody) return Head.Complete;
     if (chunked) this.read = Read.ChunkSize;
@@ -494,6 +518,37 @@ export class UpstreamConnection {
       this.reusable = false;
     }
     return Head.More;
+  }
+
+  /**
+   * During {@link UpstreamHandler.onUpstreamHead}: the status line and
+   * header lines exactly as the member sent them (each line with its CRLF,
+   * without the empty line), when they can go to a client unchanged: an
+   * HTTP/1.1 status line with a reason phrase and no hop-by-hop header.
+   * Undefined otherwise; then use {@link headerList}.
+   */
+  rawHead: Buffer | undefined = undefined;
+  /** During onUpstreamHead: the member sent a Date header. */
+  headHasDate = false;
+  /** During onUpstreamHead: the member sent an Access-Control-* header. */
+  headHasCors = false;
+  /** The header lines of the head being reported, as text. */
+  private headBlock = '';
+  /** The head being reported has both framings: its Content-Length is not passed on. */
+  private dropLength = false;
+
+  /** During onUpstreamHead: the response headers, names and values alternating, as received. */
+  headerList(): string[] {
+    const out: string[] = [];
+    const block = this.headBlock;
+    if (block === '') return out;
+    for (const line of block.split('\r\n')) {
+      const colon = line.indexOf(':');
+      const name = line.slice(0, colon);
+      if (this.dropLength && name.length === 14 && name.toLowerCase() === 'content-length') continue;
+      out.push(name, withoutOws(line, colon + 1));
+    }
+    return out;
   }
 
   /** The response is complete: back to the pool (when `clean` and reusable), then the handler hears it. */
@@ -523,6 +578,15 @@ export class UpstreamConnection {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The first of `block`'s lines that is not a valid header line (for the error message). */
+function firstMalformedLine(block: string): string {
+  for (const line of block.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon <= 0 || !TOKEN.test(line.slice(0, colon)) || CONTROL.test(line.slice(colon + 1))) return line;
+  }
+  return block;
+}
 
 type PoolSocket = Socket & { [CONNECTION]?: UpstreamConnection };
 

@@ -34,8 +34,8 @@ function collect(): { handler: UpstreamHandler; done: Promise<Outcome> } {
   const handler: UpstreamHandler = {
     onUpstreamConnected: () => void (outcome.connected = true),
     onUpstreamWritten: () => void (outcome.written = true),
-    onUpstreamHead(_c: UpstreamConnection, status, statusText, headers, hasBody) {
-      Object.assign(outcome, { status, statusText, headers, hasBody });
+    onUpstreamHead(c: UpstreamConnection, status, statusText, hasBody) {
+      Object.assign(outcome, { status, statusText, headers: c.headerList(), hasBody });
     },
     onUpstreamData(_c, chunk) {
       outcome.body.push(Buffer.from(chunk));

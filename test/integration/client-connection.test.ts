@@ -7,11 +7,12 @@
  * request bodies, HTTP/1.0) in the middle of a connection.
  */
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { cleanup, eventually, http, member, proxy, RawConnection, skipWithoutEtcd, tempDir, watcherCount } from './harness.js';
+import { cleanup, eventually, http, member, onCleanup, proxy, RawConnection, skipWithoutEtcd, tempDir, watcherCount } from './harness.js';
 import type { Answer, LocalEtcd } from './harness.js';
 
 setFlagsFromString('--expose-gc');
@@ -320,5 +321,101 @@ describe('client connections read by the proxy itself', { skip: skipWithoutEtcd 
     await idle.closedWithin(1000);
     await watch.closedWithin(1000);
     await eventually(async () => (await watcherCount(m2.clientUrl)) === 0, 3000, 'the member\'s watch to end');
+  });
+
+  test('the member\'s status and header lines reach the client as sent and in order; the proxy adds only Connection and Keep-Alive', async () => {
+    const direct = await RawConnection.open(m.clientUrl);
+    const c = await open();
+    opened.push(direct);
+    direct.write(get('/v2/keys/cc/a'));
+    c.write(get('/v2/keys/cc/a'));
+    const [fromMember, fromProxy] = [await direct.read(), await c.read()];
+    assert.equal(fromProxy.lines[0], fromMember.lines[0]);
+    const names = (a: Answer): string[] => a.lines.slice(1).map((l) => l.slice(0, l.indexOf(':')));
+    assert.deepEqual(names(fromProxy), [...names(fromMember), 'Connection', 'Keep-Alive']);
+    for (const same of ['Content-Type', 'Content-Length', 'X-Etcd-Cluster-Id']) {
+      assert.ok(fromProxy.lines.includes(fromMember.lines.find((l) => l.startsWith(`${same}:`))!), `${same} unchanged`);
+    }
+    assert.equal(fromProxy.body, fromMember.body);
+  });
+});
+
+/**
+ * A fake member behind a real one: the real member's `/members` advertises
+ * the fake's client URL. A real etcd member can't be made to answer
+ * HTTP/1.0, leave out the reason phrase or the Date, or send hop-by-hop
+ * headers; the proxy must then rebuild the head instead of passing it on.
+ */
+describe('member answers whose head the proxy must change', { skip: skipWithoutEtcd }, () => {
+  const answers: Record<string, string> = {
+    '/v2/keys/http10': 'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\nKeep-Alive: timeout=30\r\nContent-Length: 2\r\n\r\nok',
+    '/v2/keys/no-reason': 'HTTP/1.1 200\r\nDate: Fri, 04 Dec 2026 05:00:00 GMT\r\nContent-Length: 2\r\n\r\nok',
+    '/v2/keys/hop': 'HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: 1\r\nX-Kept: 2\r\nProxy-Connection: keep-alive\r\nDate: Fri, 04 Dec 2026 05:00:00 GMT\r\nContent-Length: 2\r\n\r\nok',
+    '/v2/keys/no-date': 'HTTP/1.1 200 OK\r\nX-Etcd-Index: 7\r\nContent-Length: 2\r\n\r\nok',
+  };
+  let url: string;
+  const opened: RawConnection[] = [];
+  before(async () => {
+    const sockets = new Set<Socket>();
+    const fake = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      let seen = '';
+      socket.on('data', (d) => {
+        seen += d.toString('latin1');
+        for (let end = seen.indexOf('\r\n\r\n'); end >= 0; end = seen.indexOf('\r\n\r\n')) {
+          const path = seen.slice(0, end).split(' ')[1]!;
+          seen = seen.slice(end + 4);
+          socket.write(answers[path] ?? 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+        }
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    onCleanup(() => new Promise<void>((resolve) => {
+      fake.close(() => resolve());
+      for (const socket of sockets) socket.destroy();
+    }));
+    const m = await member({ advertiseClientUrl: `http://127.0.0.1:${(fake.address() as AddressInfo).port}` });
+    url = (await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir() })).url;
+  });
+  after(async () => {
+    for (const c of opened) c.close();
+    await cleanup();
+  });
+  const through = async (path: string): Promise<Answer> => {
+    const c = await RawConnection.open(url);
+    opened.push(c);
+    c.write(get(path));
+    return c.read();
+  };
+
+  test('HTTP/1.0 with its own keep-alive headers: HTTP/1.1 to the client, with the proxy\'s Connection and Keep-Alive only, and a Date', async () => {
+    const a = await through('/v2/keys/http10');
+    assert.equal(a.lines[0], 'HTTP/1.1 200 OK');
+    assert.equal(a.body, 'ok');
+    assert.deepEqual(a.lines.filter((l) => /^(connection|keep-alive):/i.test(l)), ['Connection: keep-alive', 'Keep-Alive: timeout=5']);
+    assert.ok(a.headers.has('date'));
+  });
+
+  test('no reason phrase: the standard one is filled in', async () => {
+    const a = await through('/v2/keys/no-reason');
+    assert.equal(a.lines[0], 'HTTP/1.1 200 OK');
+    assert.equal(a.headers.get('date'), 'Fri, 04 Dec 2026 05:00:00 GMT');
+  });
+
+  test('hop-by-hop headers and those the member\'s Connection names are dropped; the others kept', async () => {
+    const a = await through('/v2/keys/hop');
+    assert.equal(a.headers.get('x-kept'), '2');
+    assert.equal(a.headers.has('x-secret'), false);
+    assert.equal(a.headers.has('proxy-connection'), false);
+    assert.equal(a.headers.get('connection'), 'keep-alive');
+  });
+
+  test('no Date from the member: the head passes through and the proxy adds one', async () => {
+    const a = await through('/v2/keys/no-date');
+    assert.deepEqual(a.lines.slice(0, 3), ['HTTP/1.1 200 OK', 'X-Etcd-Index: 7', 'Content-Length: 2']);
+    assert.match(a.headers.get('date') ?? '', /GMT$/);
+    assert.equal(a.body, 'ok');
   });
 });

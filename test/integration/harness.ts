@@ -188,6 +188,8 @@ export async function serveHandler(handler: V2ProxyHandler, balancer: EndpointBa
 /** One answer read by {@link RawConnection}. */
 export interface Answer {
   status: number;
+  /** The status line and the header lines, as received. */
+  lines: string[];
   /** Lower-cased names. */
   headers: Map<string, string>;
   body: string;
@@ -260,20 +262,20 @@ export class RawConnection {
       const colon = line.indexOf(':');
       headers.set(line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim());
     }
-    if (options.head === true || status === 204 || status === 304) return { status, headers, body: '', framing: 'none' };
+    if (options.head === true || status === 204 || status === 304) return { status, lines, headers, body: '', framing: 'none' };
     const length = headers.get('content-length');
     if (length !== undefined) {
       const n = Number(length);
       await this.until(() => this.buffered.length >= n, ms, `${n}-byte body`);
       const body = this.buffered.toString('utf8', 0, n);
       this.buffered = this.buffered.subarray(n);
-      return { status, headers, body, framing: 'length' };
+      return { status, lines, headers, body, framing: 'length' };
     }
     if (headers.get('transfer-encoding') === undefined && headers.get('connection') === 'close') {
       await this.closedWithin(ms);
       const body = this.buffered.toString('utf8');
       this.buffered = Buffer.alloc(0);
-      return { status, headers, body, framing: 'none' };
+      return { status, lines, headers, body, framing: 'none' };
     }
     assert.equal(headers.get('transfer-encoding'), 'chunked', `status ${status}: neither Content-Length nor chunked`);
     let body = '';
@@ -285,7 +287,7 @@ export class RawConnection {
       body += this.buffered.toString('utf8', lineEnd + 2, lineEnd + 2 + size);
       assert.equal(this.buffered.toString('latin1', lineEnd + 2 + size, lineEnd + 4 + size), '\r\n', 'CRLF after chunk data');
       this.buffered = this.buffered.subarray(lineEnd + 4 + size);
-      if (size === 0) return { status, headers, body, framing: 'chunked' };
+      if (size === 0) return { status, lines, headers, body, framing: 'chunked' };
     }
   }
 

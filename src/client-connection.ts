@@ -233,6 +233,7 @@ class ClientConnection {
       this.handOver();
       return;
     }
+    if (request.plain) request.head = buf.subarray(0, end + 2);
     this.unread = end + 4 < buf.length ? buf.subarray(end + 4) : undefined;
     if (request.close) this.closeAfter = true;
     this.request = request;
@@ -403,7 +404,12 @@ class ParsedRequest implements ClientRequest {
     readonly hasLength: boolean,
     /** The client asked for `Connection: close`. */
     readonly close: boolean,
+    /** No header the forwarder drops or merges: the head can go upstream as received, plus the forwarder's lines. */
+    readonly plain: boolean,
   ) {}
+
+  /** The request line and header lines as received, when `plain` (set by the reader, which has the bytes). */
+  head: Buffer | undefined = undefined;
 }
 
 /**
@@ -421,6 +427,7 @@ export function parseHead(head: string, socket: Socket): ParsedRequest | undefin
   let via: string | undefined;
   let length = -1;
   let close = false;
+  let plain = true;
   while (lineEnd >= 0) {
     const start = lineEnd + 2;
     lineEnd = head.indexOf('\r\n', start);
@@ -431,9 +438,16 @@ export function parseHead(head: string, socket: Socket): ParsedRequest | undefin
     if (!TOKEN.test(name)) return undefined;
     const value = withoutOws(field, colon + 1);
     if (CONTROL.test(value)) return undefined;
+    // `plain`: no header the forwarder drops (hop-by-hop) or merges (Via, X-Forwarded-For).
     switch (name.length) {
+      case 2:
+        if (name.toLowerCase() === 'te') plain = false;
+        break;
       case 3:
-        if (name.toLowerCase() === 'via') via = via === undefined ? value : `${via}, ${value}`;
+        if (name.toLowerCase() === 'via') {
+          via = via === undefined ? value : `${via}, ${value}`;
+          plain = false;
+        }
         break;
       case 4:
         if (name.toLowerCase() === 'host') {
@@ -444,32 +458,45 @@ export function parseHead(head: string, socket: Socket): ParsedRequest | undefin
       case 6:
         if (name.toLowerCase() === 'expect') return undefined;
         break;
-      case 7:
-        if (name.toLowerCase() === 'upgrade') return undefined;
+      case 7: {
+        const lower = name.toLowerCase();
+        if (lower === 'upgrade') return undefined;
+        if (lower === 'trailer') plain = false;
         break;
-      case 10:
-        if (name.toLowerCase() === 'connection') {
+      }
+      case 8:
+        if (name.toLowerCase() === 'trailers') plain = false;
+        break;
+      case 10: {
+        const lower = name.toLowerCase();
+        if (lower === 'connection') {
+          plain = false;
           const tokens = value.toLowerCase();
           if (tokens.includes('upgrade')) return undefined;
           if (/(?:^|,)\s*close\s*(?:,|$)/.test(tokens)) close = true;
-        }
+        } else if (lower === 'keep-alive') plain = false;
         break;
+      }
       case 14:
         if (name.toLowerCase() === 'content-length') {
           if (length >= 0 || !CONTENT_LENGTH.test(value)) return undefined;
           length = Number(value);
         }
         break;
+      case 15:
+        if (name.toLowerCase() === 'x-forwarded-for') plain = false;
+        break;
       case 17:
         if (name.toLowerCase() === 'transfer-encoding') return undefined;
         break;
       default:
+        if (name.length > 6 && name.slice(0, 6).toLowerCase() === 'proxy-') plain = false;
         break;
     }
     raw.push(name, value);
   }
   if (!host) return undefined;
-  return new ParsedRequest(line[1]!, line[2]!, raw, socket, via, Math.max(0, length), length >= 0, close);
+  return new ParsedRequest(line[1]!, line[2]!, raw, socket, via, Math.max(0, length), length >= 0, close, plain);
 }
 
 /** The answer to one request, written straight to the connection: status line, headers, then the body as it comes. */

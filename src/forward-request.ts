@@ -36,6 +36,14 @@ export interface ClientRequest {
   readonly url?: string | undefined;
   /** Names and values alternating, as received. */
   readonly rawHeaders: string[];
+  /**
+   * Optional: the request line and header lines as received (each line
+   * with its CRLF, without the empty line), given only when none of the
+   * headers is one the forwarder drops or merges (hop-by-hop, Via,
+   * X-Forwarded-For): then they go to the member unchanged, followed by the
+   * forwarder's own lines. createProxy's own reader gives it.
+   */
+  readonly head?: Buffer | undefined;
   readonly socket: { readonly remoteAddress?: string | undefined };
 }
 
@@ -203,7 +211,7 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
 
   readonly method: string;
   /** The request line and headers sent upstream, built once for every attempt; dropped once the answer streams. */
-  head: string;
+  head: string | Buffer;
   readonly retryable: boolean;
   readonly watch: boolean;
   clientGone = false;
@@ -232,8 +240,12 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
   ) {
     this.method = req.method ?? 'GET';
     this.retryable = SAFE_METHODS.has(this.method);
-    const headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, body === undefined ? -1 : bodyLength, settings.via);
-    this.head = requestHead(this.method, req.url ?? '/', headers, body === undefined && !this.retryable);
+    const emptyBody = body === undefined && !this.retryable;
+    if (req.head !== undefined) this.head = forwardedHead(req.head, req.socket.remoteAddress, settings.via, emptyBody);
+    else {
+      const headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, body === undefined ? -1 : bodyLength, settings.via);
+      this.head = requestHead(this.method, req.url ?? '/', headers, emptyBody);
+    }
     this.watch = req.url !== undefined && req.url.includes('wait=true');
     this.endpoint = endpoints[0]!;
     res[EXCHANGE] = this;
@@ -454,6 +466,34 @@ export function requestHead(method: string, path: string, headers: readonly stri
   for (let i = 0; i < headers.length; i += 2) head += `${headers[i]!}: ${headers[i + 1]!}\r\n`;
   if (emptyBody) head += 'Content-Length: 0\r\n';
   return `${head}\r\n`;
+}
+
+/**
+ * A request head a client sent with no header to drop or merge
+ * (`lines`: its request line and header lines, as received), followed by
+ * what {@link upstreamRequestHeaders} would add: the client's address in
+ * X-Forwarded-For, this proxy's Via and, for an empty write, Content-Length 0.
+ */
+export function forwardedHead(lines: Buffer, clientAddress: string | undefined, via: string, emptyBody: boolean): Buffer {
+  const tail = forwardedLines(clientAddress, via, emptyBody);
+  const head = Buffer.allocUnsafe(lines.length + tail.length);
+  lines.copy(head, 0);
+  tail.copy(head, lines.length);
+  return head;
+}
+
+// The lines forwardedHead adds, for the latest client address: a proxy on a host mostly serves the same few.
+const added = { address: undefined as string | undefined, via: '', emptyBody: false, lines: Buffer.alloc(0) };
+
+function forwardedLines(clientAddress: string | undefined, via: string, emptyBody: boolean): Buffer {
+  if (added.lines.length === 0 || added.address !== clientAddress || added.via !== via || added.emptyBody !== emptyBody) {
+    const forwardedFor = clientAddress === undefined ? '' : `X-Forwarded-For: ${clientAddress}\r\n`;
+    added.lines = Buffer.from(`${forwardedFor}Via: ${via}\r\n${emptyBody ? 'Content-Length: 0\r\n' : ''}\r\n`, 'latin1');
+    added.address = clientAddress;
+    added.via = via;
+    added.emptyBody = emptyBody;
+  }
+  return added.lines;
 }
 
 /**

@@ -256,7 +256,7 @@ export class UpstreamConnection {
    * Writes the request: `head` is the request line and headers, ending with
    * an empty line; `body` the body's chunks, if any.
    */
-  send(method: string, head: string, body: readonly Buffer[] | undefined): void {
+  send(method: string, head: string | Buffer, body: readonly Buffer[] | undefined): void {
     this.headRequest = method === 'HEAD';
     const { socket } = this;
     if (this.connected) this.handler?.onUpstreamConnected(this);

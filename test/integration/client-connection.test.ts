@@ -12,7 +12,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { cleanup, eventually, http, member, onCleanup, proxy, RawConnection, skipWithoutEtcd, tempDir, watcherCount } from './harness.js';
+import { cleanup, eventually, freePort, http, member, onCleanup, proxy, RawConnection, skipWithoutEtcd, tempDir, watcherCount } from './harness.js';
 import type { Answer, LocalEtcd } from './harness.js';
 
 setFlagsFromString('--expose-gc');
@@ -417,5 +417,90 @@ describe('member answers whose head the proxy must change', { skip: skipWithoutE
     assert.deepEqual(a.lines.slice(0, 3), ['HTTP/1.1 200 OK', 'X-Etcd-Index: 7', 'Content-Length: 2']);
     assert.match(a.headers.get('date') ?? '', /GMT$/);
     assert.equal(a.body, 'ok');
+  });
+});
+
+/**
+ * What a real member receives through the proxy, seen by a byte-for-byte
+ * relay between them: the member advertises the relay's port as its client
+ * URL, and the relay records the bytes it passes on.
+ */
+describe('requests as the member receives them', { skip: skipWithoutEtcd }, () => {
+  let url: string;
+  let received = '';
+  const opened: RawConnection[] = [];
+  before(async () => {
+    const clientPort = await freePort();
+    const sockets = new Set<Socket>();
+    const relay = createServer((client) => {
+      const upstream = connect({ port: clientPort, host: '127.0.0.1' });
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('close', () => {
+          sockets.delete(s);
+          (s === client ? upstream : client).destroy();
+        });
+        s.on('error', () => undefined);
+      }
+      client.on('data', (d: Buffer) => {
+        received += d.toString('latin1');
+        upstream.write(d);
+      });
+      upstream.pipe(client);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    onCleanup(
+      () =>
+        new Promise<void>((resolve) => {
+          relay.close(() => resolve());
+          for (const s of sockets) s.destroy();
+        }),
+    );
+    const m = await member({ clientPort, advertiseClientUrl: `http://127.0.0.1:${(relay.address() as AddressInfo).port}` });
+    url = (await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir() })).url;
+  });
+  after(async () => {
+    for (const c of opened) c.close();
+    await cleanup();
+  });
+  /** Sends `request` on a new connection and returns its answer and the head the member got for it. */
+  const exchange = async (request: string): Promise<{ answer: Answer; sent: string }> => {
+    const c = await RawConnection.open(url);
+    opened.push(c);
+    received = '';
+    c.write(request);
+    const answer = await c.read();
+    return { answer, sent: received.slice(0, received.indexOf('\r\n\r\n') + 4) };
+  };
+  const via = /^Via: 1\.1 etcd-v2-proxy-\S+$/;
+
+  test('a request with nothing to drop arrives as the client sent it, then X-Forwarded-For and Via', async () => {
+    const head = 'PUT /v2/keys/cc/relay HTTP/1.1\r\nHost: proxy\r\nUser-Agent: test/1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n';
+    const { answer, sent } = await exchange(`${head}\r\nvalue=1`);
+    assert.equal(answer.status, 201, answer.body);
+    assert.ok(sent.startsWith(head), sent);
+    const added = sent.slice(head.length).split('\r\n');
+    assert.equal(added[0], 'X-Forwarded-For: 127.0.0.1');
+    assert.match(added[1]!, via);
+    assert.deepEqual(added.slice(2), ['', '']);
+  });
+
+  test('a DELETE with no body gets Content-Length: 0', async () => {
+    const { answer, sent } = await exchange('DELETE /v2/keys/cc/relay HTTP/1.1\r\nHost: proxy\r\n\r\n');
+    assert.equal(answer.status, 200, answer.body);
+    assert.match(sent, /\r\nContent-Length: 0\r\n\r\n$/);
+  });
+
+  test('hop-by-hop headers are dropped, X-Forwarded-For and Via chains extended, the rest kept in order', async () => {
+    const { answer, sent } = await exchange(
+      'GET /v2/keys/ HTTP/1.1\r\nHost: proxy\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=9\r\nTE: trailers\r\n' +
+        'Proxy-Authorization: Basic eA==\r\nX-Forwarded-For: 10.0.0.1\r\nVia: 1.1 edge\r\nAccept: application/json\r\n\r\n',
+    );
+    assert.equal(answer.status, 200, answer.body);
+    const lines = sent.split('\r\n');
+    assert.deepEqual(lines.slice(0, 3), ['GET /v2/keys/ HTTP/1.1', 'Host: proxy', 'Accept: application/json']);
+    assert.equal(lines[3], 'X-Forwarded-For: 10.0.0.1, 127.0.0.1');
+    assert.match(lines[4]!, /^Via: 1\.1 edge, 1\.1 etcd-v2-proxy-\S+$/);
+    assert.deepEqual(lines.slice(5), ['', '']);
   });
 });

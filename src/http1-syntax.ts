@@ -14,10 +14,10 @@ export const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 /** A Content-Length value this library accepts (at most 15 digits: a safe integer). */
 export const CONTENT_LENGTH = /^\d{1,15}$/;
 
-/** `field` from `from` on, without the spaces and tabs around it (RFC 9110 OWS; nothing else is trimmed). */
-export function withoutOws(field: string, from = 0): string {
+/** `field` from `from` to `to`, without the spaces and tabs around it (RFC 9110 OWS; nothing else is trimmed). */
+export function withoutOws(field: string, from = 0, to = field.length): string {
   let start = from;
-  let end = field.length;
+  let end = to;
   while (start < end && (field.charCodeAt(start) === 32 || field.charCodeAt(start) === 9)) start++;
   while (end > start && (field.charCodeAt(end - 1) === 32 || field.charCodeAt(end - 1) === 9)) end--;
   return field.slice(start, end);

@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import type { Metric, RegistryContentType } from 'prom-client';
 import type { EndpointBalancer } from './endpoint-balancer.js';
 import { InvalidOptionError } from './errors.js';
 import type { ClientAbortedEvent, DropReason, DroppedEvent, ForwardedEvent, RetriedEvent } from './proxy-events.js';
 import type { MembershipView, V2ProxyHandler } from './v2-proxy-handler.js';
+import { TallyCounter, TallyHistogram } from './tally-metrics.js';
 import { PROXY_READY_PATH } from './v2-proxy-handler.js';
 import { describe, signalOption } from './validate-options.js';
 
@@ -145,24 +146,21 @@ export class ProxyMetrics {
     this.signal = signalOption(options.signal);
     this.registry = registry;
 
-    const requests = this.add(new Counter({ name: 'etcd_proxy_requests_total', help: 'Requests received by the v2 proxy, by method.', labelNames: ['method'] as const, registers: [] }));
-    const handled = this.add(
-      new Counter({ name: 'etcd_proxy_handled_total', help: 'Requests answered by a member, by method and the member\'s status code.', labelNames: ['method', 'code'] as const, registers: [] }),
+    // Updated per request or per failure: tallies (src/tally-metrics.ts), read by the registry at scrape time.
+    const requests = this.tally(new TallyCounter('etcd_proxy_requests_total', 'Requests received by the v2 proxy, by method.'));
+    const handled = this.tally(new TallyCounter('etcd_proxy_handled_total', 'Requests answered by a member, by method and the member\'s status code.'));
+    const dropped = this.tally(
+      new TallyCounter('etcd_proxy_dropped_total', 'Requests (or attempts) the proxy could not get a member\'s answer for, by method and cause.'),
     );
-    const dropped = this.add(
-      new Counter({ name: 'etcd_proxy_dropped_total', help: 'Requests (or attempts) the proxy could not get a member\'s answer for, by method and cause.', labelNames: ['method', 'proxying_error'] as const, registers: [] }),
+    const duration = this.tally(
+      new TallyHistogram(
+        'etcd_proxy_handling_duration_seconds',
+        'Seconds from a request\'s arrival to the member\'s response headers, watches excluded, by method.',
+        DURATION_BUCKETS,
+      ),
     );
-    const duration = this.add(
-      new Histogram({
-        name: 'etcd_proxy_handling_duration_seconds',
-        help: 'Seconds from a request\'s arrival to the member\'s response headers, watches excluded, by method.',
-        labelNames: ['method'] as const,
-        buckets: DURATION_BUCKETS,
-        registers: [],
-      }),
-    );
-    const aborted = this.add(
-      new Counter({ name: 'etcd_v2_proxy_client_aborted_total', help: 'Requests whose client went away before the response was complete, by method.', labelNames: ['method'] as const, registers: [] }),
+    const aborted = this.tally(
+      new TallyCounter('etcd_v2_proxy_client_aborted_total', 'Requests whose client went away before the response was complete, by method.'),
     );
     if (balancer !== undefined) {
       this.add(new Gauge({ name: 'etcd_v2_proxy_endpoints', help: 'Client URLs known, available or not.', registers: [], collect() { this.set(balancer.endpoints.length); } }));
@@ -188,28 +186,30 @@ export class ProxyMetrics {
     }
     for (const m of this.owned) registry.registerMetric(m);
 
-    // Label children are looked up once per label set, not per request.
-    const requestsOf = memo((method: string) => requests.labels({ method }));
-    const handledOf = memo((key: string) => handled.labels({ method: key.slice(4), code: key.slice(0, 3) }));
-    const durationOf = memo((method: string) => duration.labels({ method }));
+    // A series is looked up once per label set, then counted with an addition.
+    const requestsOf = memo((method: string) => requests.cell({ method }));
+    const handledOf = memo((method: string) => memo((code: number) => handled.cell({ method, code: String(code) })));
+    const durationOf = memo((method: string) => duration.cell({ method }));
+    const droppedOf = memo((method: string) => memo((error: ProxyingError) => dropped.cell({ method, proxying_error: error })));
+    const abortedOf = memo((method: string) => aborted.cell({ method }));
     const onRequest = (method: string, url: string): void => {
       if (isLocalPath(url)) return;
-      requestsOf(method).inc();
+      requestsOf(method).value++;
     };
     const onForwarded = (e: ForwardedEvent): void => {
-      handledOf(`${e.status} ${e.method}`).inc();
+      handledOf(e.method)(e.status).value++;
       if (!e.watch) durationOf(e.method).observe(e.durationMs / 1000);
     };
     const onRetried = (e: RetriedEvent): void => {
-      dropped.inc({ method: e.method, proxying_error: 'failed_sending_request' });
+      droppedOf(e.method)('failed_sending_request').value++;
     };
     const onDropped = (e: DroppedEvent): void => {
       // As etcd: the last failed attempt counts as failed_sending_request, the request as failed_getting_response.
-      if (e.reason === 'failed-sending' || e.reason === 'timeout') dropped.inc({ method: e.method, proxying_error: 'failed_sending_request' });
-      dropped.inc({ method: e.method, proxying_error: DROP_LABEL[e.reason] });
+      if (e.reason === 'failed-sending' || e.reason === 'timeout') droppedOf(e.method)('failed_sending_request').value++;
+      droppedOf(e.method)(DROP_LABEL[e.reason]).value++;
     };
     const onAborted = (e: ClientAbortedEvent): void => {
-      aborted.inc({ method: e.method });
+      abortedOf(e.method).value++;
     };
     handler.on('request', onRequest);
     handler.on('forwarded', onForwarded);
@@ -254,6 +254,11 @@ export class ProxyMetrics {
     return metric;
   }
 
+  private tally<T extends TallyCounter | TallyHistogram>(metric: T): T {
+    this.owned.push(metric.asMetric());
+    return metric;
+  }
+
   private serve(req: IncomingMessage, res: ServerResponse): void {
     req.resume();
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -287,8 +292,8 @@ function metricName(metric: Metric): string {
 }
 
 /** Caches `make(key)` per key. */
-function memo<V>(make: (key: string) => V): (key: string) => V {
-  const cache = new Map<string, V>();
+function memo<K, V>(make: (key: K) => V): (key: K) => V {
+  const cache = new Map<K, V>();
   return (key) => {
     let value = cache.get(key);
     if (value === undefined) {

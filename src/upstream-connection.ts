@@ -79,12 +79,54 @@ const enum Head {
 /** Header lines (CRLF between them) as strict as node's parser: a token, a colon, no control character but HTAB. */
 const HEADER_LINES = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*)*$/;
 /**
- * The header lines that matter to this client or the proxy: the framing,
- * the hop-by-hop ones (RFC 9110 7.6.1), Date and Access-Control-*. The
- * value without its surrounding spaces and tabs.
+ * The lower-cased name of the header line at `start` (its colon at
+ * `colon`) when it matters to this client or the proxy: the framing, the
+ * hop-by-hop headers (RFC 9110 7.6.1), Date and Access-Control-*; undefined
+ * for any other. Most names are told apart by length and first letter
+ * without making a string.
  */
-const NOTABLE_HEADER =
-  /^(content-length|transfer-encoding|connection|keep-alive|proxy-authenticate|proxy-authorization|proxy-connection|te|trailers?|upgrade|date|access-control-[!#$%&'*+\-.^_`|~0-9a-z]*):[\t ]*(.*?)[\t ]*$/gim;
+function notableName(block: string, start: number, colon: number): string | undefined {
+  const length = colon - start;
+  const first = block.charCodeAt(start) | 0x20;
+  let name: string;
+  switch (length) {
+    case 2:
+    case 7:
+    case 8:
+      if (first !== 0x74 /* t */ && first !== 0x75 /* u */) return undefined;
+      name = block.slice(start, colon).toLowerCase();
+      return name === 'te' || name === 'trailer' || name === 'trailers' || name === 'upgrade' ? name : undefined;
+    case 4:
+      if (first !== 0x64 /* d */) return undefined;
+      name = block.slice(start, colon).toLowerCase();
+      return name === 'date' ? name : undefined;
+    case 10:
+      if (first !== 0x63 /* c */ && first !== 0x6b /* k */) return undefined;
+      name = block.slice(start, colon).toLowerCase();
+      return name === 'connection' || name === 'keep-alive' ? name : undefined;
+    case 14:
+      if (first !== 0x63 /* c */) return undefined;
+      name = block.slice(start, colon).toLowerCase();
+      return name === 'content-length' ? name : undefined;
+    case 17:
+      if (first === 0x74 /* t */) {
+        name = block.slice(start, colon).toLowerCase();
+        return name === 'transfer-encoding' ? name : undefined;
+      }
+      break;
+    default:
+      break;
+  }
+  if (first === 0x70 /* p */ && length >= 16 && length <= 19) {
+    name = block.slice(start, colon).toLowerCase();
+    return name === 'proxy-connection' || name === 'proxy-authenticate' || name === 'proxy-authorization' ? name : undefined;
+  }
+  if (first === 0x61 /* a */ && length > 15) {
+    name = block.slice(start, colon).toLowerCase();
+    return name.startsWith('access-control-') ? name : undefined;
+  }
+  return undefined;
+}
 
 /** `HTTP/1.x NNN reason`, status 100-999. */
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
@@ -473,10 +515,14 @@ export class UpstreamConnection {
     let passable = match[1] === '1' && match[3] !== undefined && match[3] !== '';
     this.headHasDate = false;
     this.headHasCors = false;
-    NOTABLE_HEADER.lastIndex = 0;
-    for (let m = NOTABLE_HEADER.exec(block); m !== null; m = NOTABLE_HEADER.exec(block)) {
-      const name = m[1]!.toLowerCase();
-      const value = m[2]!;
+    for (let start = 0; start < block.length; ) {
+      const lineEnd = block.indexOf('\r\n', start);
+      const end = lineEnd < 0 ? block.length : lineEnd;
+      const colon = block.indexOf(':', start);
+      const name = notableName(block, start, colon);
+      start = end + 2;
+      if (name === undefined) continue;
+      const value = withoutOws(block, colon + 1, end);
       if (name === 'content-length') {
         if (!CONTENT_LENGTH.test(value) || (contentLength >= 0 && contentLength !== Number(value))) {
           this.fail(new Error(`the member sent a bad Content-Length ${JSON.stringify(value)}`));

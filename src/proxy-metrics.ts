@@ -108,6 +108,11 @@ export interface ProxyMetricsOptions {
  * and the gauges `etcd_v2_proxy_endpoints`, `etcd_v2_proxy_available_endpoints`,
  * `etcd_v2_proxy_members`, `etcd_v2_proxy_membership_stale` and
  * `etcd_v2_proxy_membership_last_refresh_timestamp_seconds`.
+ *
+ * The counters and the histogram are kept in tallies the registry reads at
+ * scrape time, rendered exactly as prom-client's own; `getSingleMetric()`
+ * on the registry returns objects with prom-client's `get()` and `reset()`
+ * for them, not `Counter` or `Histogram` instances.
  * @public
  */
 export class ProxyMetrics {

@@ -53,6 +53,12 @@ export const FLAGS: Record<string, FlagSpec> = {
   'proxy-dial-timeout': { group: 'Proxy', value: 'ms', default: '1000', help: 'Time allowed to connect to an endpoint.' },
   'proxy-write-timeout': { group: 'Proxy', value: 'ms', default: '5000', help: 'Time allowed to write a request to an endpoint (0 = no limit).' },
   'proxy-read-timeout': { group: 'Proxy', value: 'ms', default: '0', help: 'Time an endpoint may stay silent after a request (0 = no limit, for watches).' },
+  'pipeline-reads': {
+    group: 'Proxy',
+    value: 'n',
+    default: '1',
+    help: 'Not an etcd flag: most plain GETs arriving together that are pipelined on one connection to a member (1 = no pipelining; 8 saves CPU under load).',
+  },
   'cert-file': { group: 'Security', value: 'path', default: '', help: 'PEM certificate of the https:// listeners; also shown to members on https:// client URLs.' },
   'key-file': { group: 'Security', value: 'path', default: '', help: 'PEM key of --cert-file.' },
   'client-cert-auth': { group: 'Security', value: 'bool', default: 'false', boolean: true, help: 'Refuse https clients without a certificate signed by --trusted-ca-file, at the handshake.' },
@@ -174,6 +180,7 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
       dialTimeout: ms(values, 'proxy-dial-timeout', 1),
       writeTimeout: ms(values, 'proxy-write-timeout', 0),
       readTimeout: ms(values, 'proxy-read-timeout', 0),
+      pipelineReads: count(values, 'pipeline-reads', 1, 64),
       ...optional('certFile', values.get('cert-file')),
       ...optional('keyFile', values.get('key-file')),
       ...optional('trustedCaFile', values.get('trusted-ca-file')),
@@ -223,6 +230,13 @@ function ms(values: Map<string, string>, flag: string, min: number): number {
   }
   const n = Number(raw);
   if (n < min) throw new FlagError(`--${flag}: must be at least ${min} ms, got ${raw}`);
+  return n;
+}
+
+function count(values: Map<string, string>, flag: string, min: number, max: number): number {
+  const raw = values.get(flag) ?? FLAGS[flag]!.default;
+  const n = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(n >= min && n <= max)) throw new FlagError(`--${flag}: expected a whole number from ${min} to ${max}, got "${raw}"`);
   return n;
 }
 

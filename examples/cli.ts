@@ -41,6 +41,7 @@ const FLAG_OF: Record<string, string> = {
   dialTimeout: '--proxy-dial-timeout',
   writeTimeout: '--proxy-write-timeout',
   readTimeout: '--proxy-read-timeout',
+  pipelineReads: '--pipeline-reads',
   certFile: '--cert-file',
   keyFile: '--key-file',
   trustedCaFile: '--trusted-ca-file',

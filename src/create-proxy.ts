@@ -111,6 +111,8 @@ export interface CreateProxyOptions {
   responseTimeout?: number;
   /** See {@link V2ProxyHandlerOptions.maxBodyBytes}. Default: 10 MiB. */
   maxBodyBytes?: number;
+  /** See {@link V2ProxyHandlerOptions.pipelineReads}. CLI: `--pipeline-reads`. Default: 1 (no pipelining). */
+  pipelineReads?: number;
   /**
    * ms a client may take to send its request headers; a client that trickles
    * them is disconnected. Default: 10000.
@@ -340,6 +342,7 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
     readTimeout: options.readTimeout,
     responseTimeout: options.responseTimeout,
     maxBodyBytes: options.maxBodyBytes,
+    pipelineReads: options.pipelineReads,
     cors: options.cors,
     resolver: membership,
   });

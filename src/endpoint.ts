@@ -100,9 +100,10 @@ export class Endpoint {
 
 /**
  * Starts one request to `endpoint` on a pooled connection (a new one when none
- * is idle); `handler` hears how it goes. Pair with {@link Endpoint.release}.
+ * is idle; with `pipeline` over 1, possibly behind other GETs, see
+ * {@link UpstreamPool.acquire}); `handler` hears how it goes. Pair with {@link Endpoint.release}.
  */
-export function connectTo(endpoint: Endpoint, handler: UpstreamHandler): UpstreamConnection {
+export function connectTo(endpoint: Endpoint, handler: UpstreamHandler, pipeline = 1): UpstreamConnection {
   endpoint.inFlight++;
-  return poolOf(endpoint).acquire(handler);
+  return poolOf(endpoint).acquire(handler, pipeline);
 }

@@ -99,6 +99,8 @@ export interface ForwardSettings {
   stopping: boolean;
   /** The proxy's own CORS is configured: members' Access-Control-* headers are dropped (the handler sets the proxy's). */
   readonly stripCors: boolean;
+  /** Most plain GETs pipelined on one connection (V2ProxyHandlerOptions.pipelineReads); 1: none. */
+  readonly pipelineReads: number;
 }
 
 // Hop-by-hop headers (RFC 9110 section 7.6.1) plus Expect, which this proxy
@@ -214,6 +216,8 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
   head: string | Buffer;
   readonly retryable: boolean;
   readonly watch: boolean;
+  /** How many requests the connection this one goes on may carry at once (see UpstreamPool.acquire); 1 for all but plain GETs. */
+  readonly pipeline: number;
   clientGone = false;
   /** Index in `endpoints` of the current attempt. */
   index = 0;
@@ -247,6 +251,9 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
       this.head = requestHead(this.method, req.url ?? '/', headers, emptyBody);
     }
     this.watch = req.url !== undefined && req.url.includes('wait=true');
+    // Only a GET the member answers from memory at once may wait behind another: no watch, no quorum read.
+    this.pipeline =
+      settings.pipelineReads > 1 && this.method === 'GET' && !this.watch && !needsQuorum(this.method, req.url ?? '') ? settings.pipelineReads : 1;
     this.endpoint = endpoints[0]!;
     res[EXCHANGE] = this;
     res.on('close', onClientClose);
@@ -260,10 +267,10 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     this.released = false;
     settings.inFlight.add(this);
     if (this.watch) settings.watches.add(this);
-    const up = connectTo(endpoint, this);
+    const up = connectTo(endpoint, this, this.pipeline);
     this.up = up;
     if (!up.connected) settings.deadlines.dial.add(this);
-    up.send(this.method, this.head, this.body);
+    up.send(this.method, this.head, this.body, this);
   }
 
   /** Ends the current attempt with `err` (a deadline passed). */
@@ -359,6 +366,13 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
 
   onUpstreamError(conn: UpstreamConnection, err: Error): void {
     if (conn === this.up) this.failed(err);
+  }
+
+  onUpstreamDetached(conn: UpstreamConnection): void {
+    if (conn !== this.up || this.phase === Phase.Over) return;
+    // Pipelined behind a request that left its connection: nothing of the answer came; the same endpoint again.
+    this.over();
+    this.attempt(this.index);
   }
 
   /** The current attempt is over, however it ended: its endpoint and in-flight entries are released. */

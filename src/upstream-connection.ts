@@ -6,8 +6,9 @@ import { CONTENT_LENGTH, CONTROL, CRLF2, TOKEN, withoutOws } from './http1-synta
 
 /**
  * The HTTP/1.1 client side of the proxy: keep-alive connections to one
- * endpoint, each carrying one request at a time, and a parser for etcd's
- * answers that hands the body on as it arrives.
+ * endpoint, each carrying one request at a time (or, when asked, a few plain
+ * GETs pipelined), and a parser for etcd's answers that hands the body on as
+ * it arrives.
  *
  * Why not node:http's client: it builds a `ClientRequest`, an
  * `IncomingMessage`, a headers object and a dozen listeners per request, and
@@ -42,7 +43,25 @@ export interface UpstreamHandler {
   onUpstreamEnd(conn: UpstreamConnection): void;
   /** The request failed (or was aborted); the connection is gone. Called at most once per request. */
   onUpstreamError(conn: UpstreamConnection, err: Error): void;
+  /**
+   * A pipelined request (see {@link UpstreamPool.acquire}) was written behind
+   * another one whose connection can no longer carry it (that one was
+   * aborted, or its client is slow, or the member said it closes): nothing
+   * of its answer has been read; send it again.
+   */
+  onUpstreamDetached(conn: UpstreamConnection): void;
 }
+
+/** The handler of a pipelined request whose own handler left: its answer is read and dropped, to keep the connection in step. */
+const DROP: UpstreamHandler = {
+  onUpstreamConnected() {},
+  onUpstreamWritten() {},
+  onUpstreamHead() {},
+  onUpstreamData: () => true,
+  onUpstreamEnd() {},
+  onUpstreamError() {},
+  onUpstreamDetached() {},
+};
 
 /** A read timeout (`readTimeout`): the member stayed silent that long while a request was in flight. */
 export class UpstreamReadTimeout extends Error {
@@ -162,8 +181,30 @@ export class UpstreamPool {
   /** Connections open (idle and busy). */
   open = 0;
 
-  /** A connection for one request: an idle one, or a new one being dialled. */
-  acquire(handler: UpstreamHandler): UpstreamConnection {
+  /** The connection the pipelined GETs of this turn of the event loop are written to, corked until the turn ends. */
+  private batch: UpstreamConnection | undefined = undefined;
+  /** The batch's requests in one write, once the turn's other callbacks have run. */
+  private readonly endBatch = (): void => {
+    const conn = this.batch;
+    this.batch = undefined;
+    conn?.socket.uncork();
+  };
+
+  /**
+   * A connection for one request: an idle one, or a new one being dialled.
+   * With `pipeline` over 1 (a plain GET, see ForwardSettings.pipelineReads),
+   * the request may instead be written behind the GETs of this same turn of
+   * the event loop on their connection, up to `pipeline` requests on it,
+   * all in one write.
+   */
+  acquire(handler: UpstreamHandler, pipeline = 1): UpstreamConnection {
+    if (pipeline > 1) {
+      const batch = this.batch;
+      if (batch !== undefined && batch.takesBehind(pipeline)) {
+        batch.behind.push(handler);
+        return batch;
+      }
+    }
     let conn = this.idle.pop();
     // One the member closed in this same turn of the event loop is not handed out.
     while (conn !== undefined && (conn.socket.destroyed || !conn.socket.writable)) {
@@ -172,7 +213,13 @@ export class UpstreamPool {
     }
     conn ??= new UpstreamConnection(this);
     conn.idleIndex = -1;
-    conn.begin(handler);
+    conn.begin(handler, pipeline > 1);
+    if (pipeline > 1) {
+      if (this.batch === undefined) setImmediate(this.endBatch);
+      else this.batch.socket.uncork();
+      this.batch = conn;
+      conn.socket.cork();
+    }
     return conn;
   }
 
@@ -227,10 +274,13 @@ export class UpstreamPool {
   }
 }
 
-/** One connection to an endpoint; carries one request at a time. */
+/** One connection to an endpoint; carries one request at a time, or pipelined GETs answered in order. */
 export class UpstreamConnection {
   readonly socket: Socket & { [CONNECTION]?: UpstreamConnection };
+  /** The request whose answer is read now. */
   handler: UpstreamHandler | undefined = undefined;
+  /** Pipelined requests written after `handler`'s, oldest first ({@link DROP} for one whose handler left). */
+  readonly behind: UpstreamHandler[] = [];
   /** Index in the pool's idle list, -1 when busy. */
   idleIndex = -1;
   connected = false;
@@ -244,15 +294,15 @@ export class UpstreamConnection {
   private remaining = 0;
   /** Bytes of a head or line that arrived split over packets. */
   private partial: Buffer | undefined = undefined;
-  /** Write callbacks not yet called: only the latest request's write counts as "written". */
-  private writesPending = 0;
+  /** The requests whose write callback is still to come, in the order they were written. */
+  private readonly unwritten: UpstreamHandler[] = [];
   /** The read timeout of the request in flight, 0 when none; the socket's timeout is the idle one otherwise. */
   readTimeout = 0;
   /** `performance.now()` when the connection went back to the pool. */
   idleSince = 0;
   private readonly onWritten = (err?: Error | null): void => {
-    this.writesPending--;
-    if (!err && this.writesPending === 0) this.handler?.onUpstreamWritten(this);
+    const handler = this.unwritten.shift();
+    if (!err && handler !== undefined && (handler === this.handler || this.behind.includes(handler))) handler.onUpstreamWritten(this);
   };
 
   constructor(readonly pool: UpstreamPool) {
@@ -284,8 +334,17 @@ export class UpstreamConnection {
     socket.on('timeout', onSocketTimeout);
   }
 
+  /** @internal Whether a pipelined GET may be written behind the ones on this connection, `max` requests at most. */
+  takesBehind(max: number): boolean {
+    return this.pipelined && this.handler !== undefined && this.reusable && this.behind.length + 1 < max && !this.socket.destroyed;
+  }
+
+  /** The current request may have pipelined GETs behind it. */
+  private pipelined = false;
+
   /** @internal */
-  begin(handler: UpstreamHandler): void {
+  begin(handler: UpstreamHandler, pipelined: boolean): void {
+    this.pipelined = pipelined;
     this.reused = this.began;
     this.began = true;
     this.handler = handler;
@@ -295,15 +354,17 @@ export class UpstreamConnection {
   }
 
   /**
-   * Writes the request: `head` is the request line and headers, ending with
-   * an empty line; `body` the body's chunks, if any.
+   * Writes the request of `handler` (by default the connection's current
+   * one): `head` is the request line and headers, ending with an empty line;
+   * `body` the body's chunks, if any.
    */
-  send(method: string, head: string | Buffer, body: readonly Buffer[] | undefined): void {
-    this.headRequest = method === 'HEAD';
+  send(method: string, head: string | Buffer, body: readonly Buffer[] | undefined, handler = this.handler): void {
     const { socket } = this;
-    if (this.connected) this.handler?.onUpstreamConnected(this);
-    if (this.handler === undefined) return;
-    this.writesPending++;
+    if (handler === undefined) return;
+    if (handler === this.handler) this.headRequest = method === 'HEAD';
+    if (this.connected) handler.onUpstreamConnected(this);
+    if (handler !== this.handler && !this.behind.includes(handler)) return;
+    this.unwritten.push(handler);
     if (body === undefined || body.length === 0) socket.write(head, 'latin1', this.onWritten);
     else {
       socket.cork();
@@ -314,8 +375,9 @@ export class UpstreamConnection {
     }
   }
 
-  /** Pauses reading the body (the client is slow); the read timeout waits too. */
+  /** Pauses reading the body (the client is slow); the read timeout waits too. The requests behind it go elsewhere. */
   pause(): void {
+    this.detach();
     this.socket.pause();
     if (this.readTimeout > 0) this.socket.setTimeout(0);
   }
@@ -332,11 +394,23 @@ export class UpstreamConnection {
     this.socket.destroy();
   }
 
-  /** Closes the connection without a word to the handler (it dropped the response). */
+  /** Closes the connection without a word to the handler (it dropped the response); the requests behind it go elsewhere. */
   discard(): void {
     this.handler = undefined;
     this.read = Read.Idle;
     this.destroy();
+    this.detach();
+  }
+
+  /**
+   * Hands the requests written behind the current one back to their
+   * handlers, to be sent again: this connection will carry no answer after
+   * the current one.
+   */
+  private detach(): void {
+    if (this.behind.length === 0) return;
+    this.reusable = false;
+    for (const handler of this.behind.splice(0)) handler.onUpstreamDetached(this);
   }
 
   /** Limits how long the member may stay silent during this request (0: no limit). */
@@ -350,17 +424,27 @@ export class UpstreamConnection {
    * connection is closed and `handler` gets `err`.
    */
   abort(handler: UpstreamHandler, err: Error): void {
-    if (this.handler !== handler) return;
-    this.fail(err);
+    if (this.handler === handler) {
+      // The member is not at fault: the requests behind go elsewhere.
+      this.detach();
+      this.fail(err);
+      return;
+    }
+    // A pipelined request: its answer will still come, and is dropped.
+    const i = this.behind.indexOf(handler);
+    if (i < 0) return;
+    this.behind[i] = DROP;
+    handler.onUpstreamError(this, err);
   }
 
-  /** @internal */
+  /** @internal The connection failed: its request, and every one behind it, get `err`. */
   fail(err: Error): void {
     const handler = this.handler;
     this.handler = undefined;
     this.read = Read.Idle;
     this.destroy();
     handler?.onUpstreamError(this, err);
+    for (const h of this.behind.splice(0)) h.onUpstreamError(this, err);
   }
 
   /** @internal Feeds bytes from the member to the parser. */
@@ -387,9 +471,8 @@ export class UpstreamConnection {
           const next = this.onHead(head, bytes, handler);
           if (next === Head.Stop) return;
           if (next === Head.Complete) {
-            // A response without a body: anything after it means the connection is out of step.
-            this.finish(buf.length === 0);
-            return;
+            // A response without a body: anything after it means the connection is out of step, unless pipelined.
+            if (!this.finish(buf.length === 0)) return;
           }
           break;
         }
@@ -404,8 +487,8 @@ export class UpstreamConnection {
           if (!more) this.pause();
           if (this.remaining === 0) {
             if (this.read === Read.Length) {
-              this.finish(buf.length === 0);
-              return;
+              if (!this.finish(buf.length === 0)) return;
+              break;
             }
             this.read = Read.ChunkEnd;
             this.remaining = 2;
@@ -434,8 +517,7 @@ export class UpstreamConnection {
           buf = buf.subarray(end + 2);
           if (this.read === Read.Trailers) {
             if (line.length === 0) {
-              this.finish(buf.length === 0);
-              return;
+              if (!this.finish(buf.length === 0)) return;
             }
             break;
           }
@@ -597,9 +679,21 @@ export class UpstreamConnection {
     return out;
   }
 
-  /** The response is complete: back to the pool (when `clean` and reusable), then the handler hears it. */
-  private finish(clean: boolean): void {
+  /**
+   * The response is complete: the next pipelined request's answer is read
+   * next, or the connection goes back to the pool (when `clean` and
+   * reusable); then the handler hears it. True when another answer is due.
+   */
+  private finish(clean: boolean): boolean {
     const handler = this.handler;
+    if (!this.reusable) this.detach();
+    const next = this.behind.shift();
+    if (next !== undefined) {
+      this.handler = next;
+      this.read = Read.Head;
+      handler?.onUpstreamEnd(this);
+      return this.handler === next;
+    }
     this.handler = undefined;
     this.read = Read.Idle;
     if (this.readTimeout > 0) this.setReadTimeout(0);
@@ -608,6 +702,7 @@ export class UpstreamConnection {
       this.pool.putIdle(this);
     } else this.destroy();
     handler?.onUpstreamEnd(this);
+    return false;
   }
 
   /** @internal The member closed its side. */
@@ -641,6 +736,7 @@ function onSocketConnect(this: PoolSocket): void {
   if (conn === undefined) return;
   conn.connected = true;
   conn.handler?.onUpstreamConnected(conn);
+  for (const handler of conn.behind) handler.onUpstreamConnected(conn);
 }
 
 function onTlsSession(this: PoolSocket, session: Buffer): void {

@@ -1,0 +1,91 @@
+/**
+ * `pipelineReads` against a real member: plain GETs that arrive together go
+ * to the member pipelined on a few connections, and each client still gets
+ * its own answer; what must never wait behind another request (a watch, a
+ * quorum read, a write) is not pipelined. The faults of a pipelined
+ * connection (a request leaving it, the connection failing, a slow client)
+ * are in test/upstream-connection.test.ts, against an upstream that holds
+ * its answers, which a real member does not.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { connectionsTo } from '../../bench/procfs.js';
+import { cleanup, form, http, member, proxy, RawConnection, skipWithoutEtcd, tempDir } from './harness.js';
+import type { LocalEtcd } from './harness.js';
+
+const KEYS = 32;
+
+describe('pipelined reads (pipelineReads: 8)', { skip: skipWithoutEtcd }, () => {
+  let m: LocalEtcd;
+  let memberPort: number;
+
+  before(async () => {
+    m = await member();
+    memberPort = Number(new URL(m.clientUrl).port);
+    // Values of different lengths, so that an answer handed to the wrong request shows.
+    for (let i = 0; i < KEYS; i++) {
+      const res = await http(`${m.clientUrl}/v2/keys/pipe/k${i}`, { method: 'PUT', body: form({ value: `v${i}-${'x'.repeat(i * 37)}` }) });
+      assert.equal(res.status, 201, res.body);
+    }
+  });
+  after(cleanup);
+
+  /** Opens `n` client connections to `url` and writes one request on each, all in one turn of the event loop. */
+  async function together(url: string, requests: readonly string[]): Promise<RawConnection[]> {
+    const conns = await Promise.all(requests.map(() => RawConnection.open(url)));
+    // Let the proxy accept them all first, so that the requests reach it in one read of its sockets.
+    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < conns.length; i++) conns[i]!.write(requests[i]!);
+    return conns;
+  }
+  const get = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: p\r\n\r\n`;
+
+  for (const pipelineReads of [8, 1]) {
+    it(`${KEYS} GETs of ${KEYS} keys arriving together each get their own key (pipelineReads: ${pipelineReads})`, async () => {
+      const p = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir(), pipelineReads });
+      const conns = await together(p.url, Array.from({ length: KEYS }, (_, i) => get(`/v2/keys/pipe/k${i}`)));
+      const answers = await Promise.all(conns.map((c) => c.read()));
+      for (let i = 0; i < KEYS; i++) {
+        assert.equal(answers[i]!.status, 200, answers[i]!.body);
+        const node = (JSON.parse(answers[i]!.body) as { node: { key: string; value: string } }).node;
+        assert.equal(node.key, `/pipe/k${i}`);
+        assert.equal(node.value, `v${i}-${'x'.repeat(i * 37)}`);
+      }
+      // The same again on the same client connections: the upstream connections stayed in step.
+      for (let i = 0; i < KEYS; i++) conns[i]!.write(get(`/v2/keys/pipe/k${KEYS - 1 - i}`));
+      const again = await Promise.all(conns.map((c) => c.read()));
+      for (let i = 0; i < KEYS; i++) assert.equal((JSON.parse(again[i]!.body) as { node: { key: string } }).node.key, `/pipe/k${KEYS - 1 - i}`);
+      const upstream = connectionsTo(process.pid, [memberPort]);
+      if (pipelineReads === 8) assert.ok(upstream <= 8, `${upstream} connections to the member for ${KEYS} GETs pipelined 8 to a connection`);
+      else assert.ok(upstream >= KEYS, `${upstream} connections to the member for ${KEYS} GETs without pipelining`);
+      for (const c of conns) c.close();
+      await p.close();
+    });
+  }
+
+  it('a watch, a quorum read and a write are not pipelined: the GETs that arrive with them are answered at once', async () => {
+    const p = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir(), pipelineReads: 8 });
+    // One request first, so that the proxy has a connection up (a batch starts on it).
+    assert.equal((await http(`${p.url}/v2/keys/pipe/k0`)).status, 200);
+    const started = Date.now();
+    const conns = await together(p.url, [
+      get('/v2/keys/pipe/watched?wait=true'),
+      get('/v2/keys/pipe/k1'),
+      get('/v2/keys/pipe/k2?quorum=true'),
+      get('/v2/keys/pipe/k3'),
+      `PUT /v2/keys/pipe/written HTTP/1.1\r\nHost: p\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\nvalue=w`,
+      get('/v2/keys/pipe/k4'),
+    ]);
+    // The watch answers its head at once and its event much later: a GET queued behind it would wait for the event.
+    const watchHead = conns[0]!;
+    const rest = await Promise.all(conns.slice(1).map((c) => c.read({ ms: 2000 })));
+    assert.deepEqual(rest.map((a) => a.status), [200, 200, 200, 201, 200]);
+    assert.ok(Date.now() - started < 2000);
+    assert.equal((JSON.parse(rest[1]!.body) as { node: { key: string } }).node.key, '/pipe/k2');
+    // The watch still gets its event.
+    assert.equal((await http(`${m.clientUrl}/v2/keys/pipe/watched`, { method: 'PUT', body: form({ value: 'fired' }) })).status, 201);
+    const event = await watchHead.read({ ms: 3000 });
+    assert.equal((JSON.parse(event.body) as { node: { value: string } }).node.value, 'fired');
+    for (const c of conns) c.close();
+  });
+});

@@ -165,6 +165,8 @@ export interface NodeProxyOptions {
   initialCluster: string;
   dataDir: string;
   leaderWrites?: boolean;
+  /** More createProxy options (JSON-serialisable), e.g. `{ pipelineReads: 8 }`. */
+  proxyOptions?: Readonly<Record<string, unknown>>;
   /** Run under `node --cpu-prof --cpu-prof-dir=<dir>`. */
   cpuProfDir?: string;
   /** More node flags, before the script. */
@@ -177,6 +179,7 @@ export async function startNodeProxy(o: NodeProxyOptions): Promise<ProxyProcess>
     listenClientUrls: [`http://127.0.0.1:${o.port}`],
     initialCluster: o.initialCluster,
     dataDir: o.dataDir,
+    ...o.proxyOptions,
   };
   if (o.leaderWrites !== undefined) options.leaderWrites = o.leaderWrites;
   const nodeArgs = [

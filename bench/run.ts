@@ -28,7 +28,7 @@ import { summarizeProfile } from './profile.js';
 import { CLK_TCK, connectionsTo, cpuMs, cpuModel, cpuTimes, loadAverage, openFilesLimit, peakRssMb, rssMb } from './procfs.js';
 import { buildProxyChild, commandLine, FD_LIMIT, killStarted, REPO, startGoProxy, startLineChild, startNodeProxy } from './processes.js';
 import type { ProxyProcess } from './processes.js';
-import { cellOf, leaderTable, loadTables, ratioTable, renderMarkdown, SMALL_YOUNG_GENERATION, targetTable, watchTable } from './report.js';
+import { cellOf, leaderTable, LOAD_SYSTEMS, loadTables, PIPELINED_OPTIONS, ratioTable, renderMarkdown, SMALL_YOUNG_GENERATION, targetTable, watchTable } from './report.js';
 import type { Cell, Facts, LeaderRun, ReportData, Run, SystemId, WatchResult, Workload } from './report.js';
 import { runWrk, wrkArgs, wrkVersion } from './wrk.js';
 
@@ -341,21 +341,25 @@ async function main(): Promise<void> {
 
   const nodeProxy = await startNodeProxy({ entry, port: await freePort(), initialCluster, dataDir: join(tmp, 'node-proxy') });
   proxies.add(nodeProxy);
+  const pipedProxy = await startNodeProxy({ entry, port: await freePort(), initialCluster, dataDir: join(tmp, 'node-pipe8'), proxyOptions: PIPELINED_OPTIONS });
+  proxies.add(pipedProxy);
   const goProxy = await startGoProxy({ port: await freePort(), initialCluster, dataDir: join(tmp, 'go-proxy') });
   proxies.add(goProxy);
   commands.set('this proxy (createProxy in a child process)', nodeProxy.command);
+  commands.set('this proxy with the opt-in pipelineReads: 8 (request table only)', pipedProxy.command);
   commands.set("etcd's Go proxy, same flags", goProxy.command);
   f.fdLimit += `; proxies got ${openFilesLimit(nodeProxy.pid)} (this) and ${openFilesLimit(goProxy.pid)} (Go)`;
   const systems: System[] = [
     { id: 'etcd', url: member.clientUrl, pid: undefined },
     { id: 'node', url: nodeProxy.url, pid: nodeProxy.pid },
+    { id: 'node-pipe8', url: pipedProxy.url, pid: pipedProxy.pid },
     { id: 'go', url: goProxy.url, pid: goProxy.pid },
   ];
-  log(`member ${member.clientUrl} (pid ${member.child.pid}), this proxy ${nodeProxy.url} (pid ${nodeProxy.pid}), Go proxy ${goProxy.url} (pid ${goProxy.pid})`);
+  log(`member ${member.clientUrl} (pid ${member.child.pid}), this proxy ${nodeProxy.url} (pid ${nodeProxy.pid}), with pipelineReads 8 ${pipedProxy.url} (pid ${pipedProxy.pid}), Go proxy ${goProxy.url} (pid ${goProxy.pid})`);
 
   for (const w of section('load') ? plan.workloads : []) {
     commands.set(
-      `wrk, ${w.title} (c = ${plan.concurrency.join(', ')}; the URL's port is the system's: etcd ${member.clientPort}, this proxy ${nodeProxy.port}, Go proxy ${goProxy.port})`,
+      `wrk, ${w.title} (c = ${plan.concurrency.join(', ')}; the URL's port is the system's: etcd ${member.clientPort}, this proxy ${nodeProxy.port}, pipelineReads 8 ${pipedProxy.port}, Go proxy ${goProxy.port})`,
       commandLine('wrk', wrkArgs({ url: `${nodeProxy.url}${w.path}`, script: w.script, connections: plan.concurrency[0]!, durationS: plan.durationS, args: w.args })),
     );
     if (overBudget()) {
@@ -377,8 +381,8 @@ async function main(): Promise<void> {
           runs.push(r);
         }
       }
-      for (const id of ['etcd', 'node', 'go'] as SystemId[]) cells.push(cellOf(mine.filter((r) => r.system === id)));
-      const line = (['etcd', 'node', 'go'] as SystemId[])
+      for (const id of LOAD_SYSTEMS) cells.push(cellOf(mine.filter((r) => r.system === id)));
+      const line = LOAD_SYSTEMS
         .map((id) => {
           const x = cells.find((y) => y.workload === w.id && y.c === c && y.system === id)!;
           return `${id} ${Math.round(x.rps)} req/s p99 ${x.p99Ms.toFixed(2)} ms${x.cpuPer1k === null ? '' : ` cpu ${x.cpuPer1k.toFixed(0)} ms/1k`}${x.errors > 0 ? ` ERR ${x.errors}` : ''}`;
@@ -387,10 +391,10 @@ async function main(): Promise<void> {
       log(`${w.title} c=${c}: ${line}`);
     }
   }
-  await nodeProxy.stop();
-  await goProxy.stop();
-  proxies.delete(nodeProxy);
-  proxies.delete(goProxy);
+  for (const p of [nodeProxy, pipedProxy, goProxy]) {
+    await p.stop();
+    proxies.delete(p);
+  }
 
   // The profile: one run of this proxy under --cpu-prof, GET 64 B at c=16.
   if (!section('profile')) skipped.push('the profile (not asked for)');

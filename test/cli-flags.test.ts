@@ -23,6 +23,8 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     assert.equal(f.options.refreshInterval, 30000);
     assert.equal(f.options.dialTimeout, 1000);
     assert.equal(f.options.writeTimeout, 5000);
+    assert.equal(f.options.pipelineReads, 1);
+    assert.equal(parseFlags(['--pipeline-reads', '8']).options.pipelineReads, 8);
     assert.deepEqual(f.options.listenClientUrls, ['http://localhost:2379']);
     assert.equal(f.options.initialCluster, 'default=http://localhost:2380');
     assert.deepEqual(f.warnings, []);
@@ -79,6 +81,9 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     [['--proxy-dial-timeout', 'abc'], /^--proxy-dial-timeout: "abc" is not a whole number of milliseconds$/],
     [['--proxy-failure-wait=1.5'], /^--proxy-failure-wait: "1.5" is not a whole number/],
     [['--proxy-dial-timeout', '0'], /^--proxy-dial-timeout: must be at least 1 ms, got 0$/],
+    [['--pipeline-reads', '0'], /^--pipeline-reads: expected a whole number from 1 to 64, got "0"$/],
+    [['--pipeline-reads=65'], /^--pipeline-reads: expected a whole number from 1 to 64, got "65"$/],
+    [['--pipeline-reads', '8x'], /^--pipeline-reads: expected a whole number from 1 to 64, got "8x"$/],
     [['--initial-cluster', 'a'], /^--initial-cluster: entry "a": no "="/],
     [['--initial-cluster', 'a=http://x'], /^--initial-cluster: entry "a=http:\/\/x": bad peer URL: .*port/],
     [['--initial-cluster'], /^--initial-cluster needs a value/],

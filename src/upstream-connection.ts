@@ -80,6 +80,13 @@ export interface UpstreamTarget {
   readonly idleTimeout: number;
 }
 
+/**
+ * How long pipelined GETs wait behind an answer whose client is slow to take
+ * it before they are sent again on another connection (see
+ * {@link UpstreamConnection.pause}).
+ */
+export const SLOW_CLIENT_MS = 20;
+
 /** Largest response head accepted (etcd's are a few hundred bytes). */
 const MAX_HEAD = 64 * 1024;
 const CRLF = Buffer.from('\r\n');
@@ -375,11 +382,22 @@ export class UpstreamConnection {
     }
   }
 
-  /** Pauses reading the body (the client is slow); the read timeout waits too. The requests behind it go elsewhere. */
+  /**
+   * Pauses reading the body (the client's socket holds more than its
+   * high-water mark); the read timeout waits too. Requests pipelined behind
+   * this answer are handed back if it has not ended {@link SLOW_CLIENT_MS}
+   * after its first pause: a client that takes its answer in a moment (a
+   * 16 KiB value always fills node's 16 KiB buffer, then drains at once)
+   * holds them up no longer than that, one that does not read at all no
+   * longer than that either.
+   */
   pause(): void {
-    this.detach();
     this.socket.pause();
     if (this.readTimeout > 0) this.socket.setTimeout(0);
+    if (this.behind.length > 0 && this.slowTimer === undefined) {
+      this.slowAnswer = this.answers;
+      this.slowTimer = setTimeout(this.onSlowClient, SLOW_CLIENT_MS).unref();
+    }
   }
 
   /** Resumes reading after {@link UpstreamConnection.pause}. */
@@ -388,10 +406,27 @@ export class UpstreamConnection {
     this.socket.resume();
   }
 
+  /** Answers completed on this connection; tells {@link onSlowClient} whether the paused one is still being read. */
+  private answers = 0;
+  /** `answers` when the slow-client timer was armed. */
+  private slowAnswer = 0;
+  private slowTimer: NodeJS.Timeout | undefined = undefined;
+  private readonly onSlowClient = (): void => {
+    this.slowTimer = undefined;
+    if (this.handler === undefined || this.behind.length === 0) return;
+    if (this.answers === this.slowAnswer) this.detach();
+    // A later answer paused while the timer ran: it gets its own grace.
+    else if (this.socket.isPaused()) this.pause();
+  };
+
   /** Closes the socket and takes the connection out of the pool at once (its 'close' event comes later). */
   destroy(): void {
     this.pool.dropIdle(this);
     this.socket.destroy();
+    if (this.slowTimer !== undefined) {
+      clearTimeout(this.slowTimer);
+      this.slowTimer = undefined;
+    }
   }
 
   /** Closes the connection without a word to the handler (it dropped the response); the requests behind it go elsewhere. */
@@ -686,6 +721,7 @@ export class UpstreamConnection {
    */
   private finish(clean: boolean): boolean {
     const handler = this.handler;
+    this.answers++;
     if (!this.reusable) this.detach();
     const next = this.behind.shift();
     if (next !== undefined) {

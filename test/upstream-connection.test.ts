@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { UpstreamPool, UpstreamReadTimeout } from '../src/upstream-connection.js';
+import { SLOW_CLIENT_MS, UpstreamPool, UpstreamReadTimeout } from '../src/upstream-connection.js';
 import type { UpstreamConnection, UpstreamHandler } from '../src/upstream-connection.js';
 
 interface Outcome {
@@ -504,5 +504,36 @@ describe('UpstreamPool: pipelined GETs (pipeline > 1)', () => {
     const o = await behind!.done;
     assert.equal(o.detached, true, 'the GET behind the paused answer was handed back');
     resumeLater?.();
+  });
+
+  it('a client that pauses and takes its answer within SLOW_CLIENT_MS keeps the GETs behind it on the connection', async () => {
+    // A 16 KiB value fills node's 16 KiB socket buffer, so its write always asks to pause, and the
+    // client drains at once: handing the GETs behind back then sent every one of them twice.
+    const { up, pool } = await warmed();
+    const brief = collect();
+    let pauses = 0;
+    const pausing: UpstreamHandler = {
+      ...brief.handler,
+      onUpstreamData(c, chunk) {
+        brief.handler.onUpstreamData(c, chunk);
+        pauses++;
+        setImmediate(() => c.resume());
+        return false;
+      },
+    };
+    const conn = pool.acquire(pausing, 8);
+    conn.send('GET', get('/big'), undefined, pausing);
+    const [behind] = sendTogether(pool, ['/small'], 8);
+    await up.arrived(2);
+    assert.equal(up.requests[0]!.socket, up.requests[1]!.socket);
+    up.requests[0]!.socket.write(ok('x'.repeat(16384)) + ok('S'));
+    const [big, small] = await Promise.all([brief.done, behind!.done]);
+    assert.equal(Buffer.concat(big.body).length, 16384);
+    assert.ok(pauses >= 1);
+    assert.equal(small.detached, undefined, 'the GET behind was not handed back');
+    assert.equal(Buffer.concat(small.body).toString(), 'S');
+    await new Promise((r) => setTimeout(r, SLOW_CLIENT_MS * 2));
+    assert.equal(up.requests.length, 2, 'nothing was sent twice');
+    assert.equal(pool.open, 1);
   });
 });

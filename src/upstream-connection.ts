@@ -727,6 +727,9 @@ export class UpstreamConnection {
     if (next !== undefined) {
       this.handler = next;
       this.read = Read.Head;
+      // A pause was for the client of the answer that just ended (its last bytes filled that client's
+      // buffer); the next answer has a client of its own, and nobody else would resume reading.
+      if (this.socket.isPaused()) this.resume();
       handler?.onUpstreamEnd(this);
       return this.handler === next;
     }

@@ -13,6 +13,8 @@
  *                                 run only these sections (the report goes to
  *                                 <tmpdir>/etcd-v2-proxy-bench-partial.md)
  *   --watchers 1000,9000          numbers of idle watchers instead of the plan's
+ *   --workloads get64,get16k      request workloads (get64, get16k, put64, mix) instead of the plan's
+ *   --concurrency 16,64           wrk connection counts instead of the plan's
  *   --out FILE                    write the report there instead
  *
  * Loopback only; every process it starts is stopped by its PID; temporary
@@ -45,10 +47,13 @@ for (const s of only) {
 }
 const section = (s: (typeof SECTIONS)[number]): boolean => only.includes(s);
 const outIndex = argv.indexOf('--out');
+const watchersIndex = argv.indexOf('--watchers');
+const workloadsIndex = argv.indexOf('--workloads');
+const concurrencyIndex = argv.indexOf('--concurrency');
 const outFile = resolve(
   outIndex >= 0 && argv[outIndex + 1] !== undefined
     ? argv[outIndex + 1]!
-    : onlyIndex >= 0 || argv.includes('--watchers')
+    : onlyIndex >= 0 || watchersIndex >= 0 || workloadsIndex >= 0 || concurrencyIndex >= 0
       ? join(tmpdir(), 'etcd-v2-proxy-bench-partial.md')
       : quick
         ? join(tmpdir(), 'etcd-v2-proxy-bench-quick.md')
@@ -90,7 +95,24 @@ const plan = quick
       budgetS: 840,
     };
 
-const watchersIndex = argv.indexOf('--watchers');
+if (workloadsIndex >= 0) {
+  const ids = (argv[workloadsIndex + 1] ?? '').split(',');
+  const unknown = ids.find((id) => !WORKLOADS.some((w) => w.id === id));
+  if (unknown !== undefined) {
+    process.stderr.write(`bench: --workloads takes ${WORKLOADS.map((w) => w.id).join(',')}; got ${unknown}\n`);
+    process.exit(2);
+  }
+  plan.workloads = WORKLOADS.filter((w) => ids.includes(w.id));
+}
+if (concurrencyIndex >= 0) {
+  const text = argv[concurrencyIndex + 1] ?? '';
+  const values = text.split(',').map(Number);
+  if (values.some((c) => !Number.isInteger(c) || c < 1 || c > 1000)) {
+    process.stderr.write(`bench: --concurrency takes connection counts 1-1000, comma-separated; got ${JSON.stringify(text)}\n`);
+    process.exit(2);
+  }
+  plan.concurrency = values;
+}
 if (watchersIndex >= 0) plan.watchers = (argv[watchersIndex + 1] ?? '').split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
 if (onlyIndex < 0 && watchersIndex >= 0) process.stderr.write('bench: --watchers given: the report goes to docs/benchmarks.md only with --out\n');
 

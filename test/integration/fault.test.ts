@@ -15,7 +15,7 @@ import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connectionsTo as upstreamSockets } from '../../bench/procfs.js';
 import { startEtcd, waitHealthy } from '../../examples/local-etcd.js';
-import { cleanup, cluster, freePort, http, onCleanup, requestsReceived, skipWithoutEtcd, tempDir, watcherCount } from './harness.js';
+import { cleanup, cluster, freePort, http, onCleanup, pipelineReadsUnderTest, requestsReceived, skipWithoutEtcd, tempDir, watcherCount } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/fault-proxy.ts', import.meta.url));
@@ -83,6 +83,7 @@ describe('fault test: a real 3-member cluster behind the proxy process', { skip:
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const options = {
+      ...pipelineReadsUnderTest,
       listenClientUrls: [url],
       initialCluster,
       dataDir,

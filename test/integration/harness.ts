@@ -67,9 +67,23 @@ export async function cluster(size: number): Promise<LocalEtcd[]> {
   return ms;
 }
 
+/**
+ * `pipelineReads` for the proxies these suites start when a test sets none:
+ * `npm test` runs the suites a second time with TEST_PIPELINE_READS=8, so
+ * that the opt-in fast path passes the same conformance and fault tests as
+ * the default.
+ */
+export const pipelineReadsUnderTest: { pipelineReads?: number } = (() => {
+  const text = process.env.TEST_PIPELINE_READS;
+  if (text === undefined || text === '') return {};
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`TEST_PIPELINE_READS must be an integer 1-64; got ${JSON.stringify(text)}`);
+  return { pipelineReads: n };
+})();
+
 /** The proxy under test on 127.0.0.1 with a free port, closed by `cleanup()`. */
 export async function proxy(options: CreateProxyOptions): Promise<EtcdV2Proxy & { url: string }> {
-  const p = await createProxy({ listenClientUrls: ['http://127.0.0.1:0'], ...options });
+  const p = await createProxy({ listenClientUrls: ['http://127.0.0.1:0'], ...pipelineReadsUnderTest, ...options });
   cleanups.push(() => p.close());
   return Object.assign(p, { url: p.addresses[0]!.url });
 }

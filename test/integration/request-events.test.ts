@@ -15,6 +15,7 @@ import {
   freePort,
   http,
   member,
+  pipelineReadsUnderTest,
   serveHandler,
   skipWithoutEtcd,
 } from './harness.js';
@@ -35,7 +36,7 @@ async function embed(endpoints: readonly string[], options: Omit<V2ProxyHandlerO
     strategy: { name: 'in-order', pick: (candidates) => candidates.find((e) => e.url === endpoints[0]) ?? candidates[0]! },
     leaderWrites: false,
   });
-  const handler = new V2ProxyHandler({ balancer, ...options });
+  const handler = new V2ProxyHandler({ balancer, ...pipelineReadsUnderTest, ...options });
   const events: Recorded = { requests: [], forwarded: [], retried: [], dropped: [], aborted: [] };
   handler.on('request', (method, url) => events.requests.push([method, url]));
   handler.on('forwarded', (e) => events.forwarded.push(e));

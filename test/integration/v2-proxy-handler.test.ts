@@ -17,6 +17,7 @@ import {
   http,
   member,
   onCleanup,
+  pipelineReadsUnderTest,
   proxy,
   serveHandler,
   skipWithoutEtcd,
@@ -31,7 +32,7 @@ async function embed(
   balancerOptions: EndpointBalancerOptions = {},
 ): Promise<{ url: string; balancer: EndpointBalancer; handler: V2ProxyHandler }> {
   const balancer = new EndpointBalancer(endpoints === undefined ? balancerOptions : { ...balancerOptions, endpoints });
-  const handler = new V2ProxyHandler({ balancer, ...options });
+  const handler = new V2ProxyHandler({ balancer, ...pipelineReadsUnderTest, ...options });
   return { url: await serveHandler(handler, balancer), balancer, handler };
 }
 

@@ -7,6 +7,7 @@ import { getJson } from './get-json.js';
 import { InvalidOptionError } from './errors.js';
 import { describe, durationOption, parseHostPortUrl, signalOption } from './validate-options.js';
 import { upstreamTlsOption } from './tls-options.js';
+import { queryFlag } from './v2-query.js';
 import type { UpstreamTls, UpstreamTlsOptions } from './tls-options.js';
 
 
@@ -92,9 +93,9 @@ export interface EndpointBalancerEvents {
 
 const WRITE_METHODS = new Set(['PUT', 'POST', 'DELETE', 'PATCH']);
 
-/** A write or a `quorum=true` read: what a degraded member (no leader) can't serve. */
+/** A write or a `quorum=true` read (or `quorum=1`, any spelling etcd takes): what a degraded member (no leader) can't serve. */
 export function needsQuorum(method: string, url: string): boolean {
-  return WRITE_METHODS.has(method) || url.includes('quorum=true');
+  return WRITE_METHODS.has(method) || queryFlag(url, 'quorum');
 }
 
 /**

@@ -12,6 +12,7 @@ import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
 import { isTlsHandshakeFailure } from './tls-options.js';
 import { UpstreamReadTimeout } from './upstream-connection.js';
 import type { UpstreamConnection, UpstreamHandler } from './upstream-connection.js';
+import { queryFlag } from './v2-query.js';
 
 const debug = createDebug('etcd-v2-proxy:forward');
 
@@ -250,7 +251,8 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
       const headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, body === undefined ? -1 : bodyLength, settings.via);
       this.head = requestHead(this.method, req.url ?? '/', headers, emptyBody);
     }
-    this.watch = req.url !== undefined && req.url.includes('wait=true');
+    // etcd takes `wait=1`, `wait=t` and the like as `wait=true`.
+    this.watch = req.url !== undefined && queryFlag(req.url, 'wait');
     // Only a GET the member answers from memory at once may wait behind another: no watch, no quorum read.
     this.pipeline =
       settings.pipelineReads > 1 && this.method === 'GET' && !this.watch && !needsQuorum(this.method, req.url ?? '') ? settings.pipelineReads : 1;

@@ -275,9 +275,9 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     up.send(this.method, this.head, this.body, this);
   }
 
-  /** Ends the current attempt with `err` (a deadline passed). */
+  /** Ends the current attempt with `err` (a deadline passed: the member is at fault). */
   fail(err: UpstreamError): void {
-    if (this.up !== undefined) this.up.abort(this, err);
+    if (this.up !== undefined) this.up.abort(this, err, true);
   }
 
   abort(): void {

@@ -429,8 +429,18 @@ export class UpstreamConnection {
     }
   }
 
-  /** Closes the connection without a word to the handler (it dropped the response); the requests behind it go elsewhere. */
+  /**
+   * Drops the current response without a word to its handler. When
+   * pipelined requests wait behind it and its end can be told (a length or
+   * chunks), it is read to its end and dropped, and their answers follow on
+   * this connection (the member answered them already); otherwise the
+   * connection is closed and they are sent again.
+   */
   discard(): void {
+    if (this.reusable && !this.onlyDropsBehind()) {
+      this.handler = DROP;
+      return;
+    }
     this.handler = undefined;
     this.read = Read.Idle;
     this.destroy();
@@ -456,12 +466,15 @@ export class UpstreamConnection {
 
   /**
    * Ends the request `handler` made, if it is still this connection's: the
-   * connection is closed and `handler` gets `err`.
+   * connection is closed and `handler` gets `err`. When it is the answer
+   * being read, the requests pipelined behind it are sent again if the
+   * member is not at fault (the client left, the proxy is closing), and get
+   * `err` too if it is (`memberAtFault`: a deadline passed), so that they
+   * move on to the next endpoint rather than wait for the same member again.
    */
-  abort(handler: UpstreamHandler, err: Error): void {
+  abort(handler: UpstreamHandler, err: Error, memberAtFault = false): void {
     if (this.handler === handler) {
-      // The member is not at fault: the requests behind go elsewhere.
-      this.detach();
+      if (!memberAtFault) this.detach();
       this.fail(err);
       return;
     }
@@ -470,6 +483,13 @@ export class UpstreamConnection {
     if (i < 0) return;
     this.behind[i] = DROP;
     handler.onUpstreamError(this, err);
+    if (this.handler === DROP && this.onlyDropsBehind()) this.fail(err);
+  }
+
+  /** No request behind the current answer waits for its own (each left, see {@link DROP}). */
+  private onlyDropsBehind(): boolean {
+    for (const h of this.behind) if (h !== DROP) return false;
+    return true;
   }
 
   /** @internal The connection failed: its request, and every one behind it, get `err`. */
@@ -667,10 +687,13 @@ export class UpstreamConnection {
     this.rawHead = passable ? bytes.subarray(0, lineEnd + 2 + block.length + 2) : undefined;
     const bodyless = this.headRequest || status === 204 || status === 304;
     const hasBody = !bodyless && (chunked || contentLength !== 0);
+    // A body that ends when the member closes: nothing can follow it.
+    if (hasBody && !chunked && contentLength < 0) this.reusable = false;
     handler.onUpstreamHead(this, status, match[3] ?? '', hasBody, hasBody && contentLength < 0);
     this.headBlock = '';
     this.rawHead = undefined;
-    if (this.handler !== handler) return Head.Stop;
+    // The handler left (or, through discard(), left its answer to DROP to be read to its end).
+    if (this.handler !== handler && this.handler !== DROP) return Head.Stop;
     if (!hasBody) return Head.Complete;
     if (chunked) this.read = Read.ChunkSize;
     else if (contentLength > 0) {
@@ -723,7 +746,13 @@ export class UpstreamConnection {
     const handler = this.handler;
     this.answers++;
     if (!this.reusable) this.detach();
-    const next = this.behind.shift();
+    let next = this.behind.shift();
+    if (next === DROP && this.onlyDropsBehind()) {
+      // Answers nobody waits for: a member that never sent them would hold the connection for good.
+      this.reusable = false;
+      this.behind.length = 0;
+      next = undefined;
+    }
     if (next !== undefined) {
       this.handler = next;
       this.read = Read.Head;

@@ -357,6 +357,15 @@ async function warmPool(port: number): Promise<UpstreamPool> {
 
 const get = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: h\r\n\r\n`;
 
+/** Waits up to 2 s for `check()` to hold. */
+async function eventuallyTrue(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`not within 2 s: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /** Sends GETs of `paths` in this one turn of the event loop, with pipelining up to `depth`. */
 function sendTogether(pool: UpstreamPool, paths: readonly string[], depth: number) {
   return paths.map((path) => {
@@ -504,6 +513,74 @@ describe('UpstreamPool: pipelined GETs (pipeline > 1)', () => {
     const o = await behind!.done;
     assert.equal(o.detached, true, 'the GET behind the paused answer was handed back');
     resumeLater?.();
+  });
+
+  it('the request being answered hits a deadline (the member is at fault): the ones behind get the error too, to move on', async () => {
+    // Handing them back sent them to the same silent member again, each waiting one more deadline.
+    const { up, pool } = await warmed();
+    const sent = sendTogether(pool, ['/a', '/b', '/c'], 8);
+    await up.arrived(3);
+    const timeout = new Error('no response headers within 300 ms');
+    sent[0]!.conn.abort(sent[0]!.handler, timeout, true);
+    const outcomes = await Promise.all(sent.map((s) => s.done));
+    assert.deepEqual(
+      outcomes.map((o) => [o.error?.message, o.detached ?? false]),
+      outcomes.map(() => [timeout.message, false]),
+    );
+    assert.equal(up.requests.length, 3, 'nothing was sent again');
+  });
+
+  it('dropped requests (their clients left) and nothing else left on the connection: it is closed, not kept for their answers', async () => {
+    // Their answers were read only to keep the connection in step: a member that never sent them held the
+    // connection open for good, past the pool's close().
+    const { up, pool } = await warmed();
+    const sent = sendTogether(pool, ['/a', '/b', '/c'], 8);
+    await up.arrived(3);
+    sent[1]!.conn.abort(sent[1]!.handler, new Error('client went away'));
+    sent[2]!.conn.abort(sent[2]!.handler, new Error('client went away'));
+    up.requests[0]!.socket.write(ok('A'));
+    assert.equal(Buffer.concat((await sent[0]!.done).body).toString(), 'A');
+    await eventuallyTrue(() => pool.open === 0, 'the connection closed once A was answered');
+
+    // The same when the answer being read was discarded (read on for the one behind it) and that one leaves.
+    const first = collect();
+    const discarding: UpstreamHandler = { ...first.handler, onUpstreamHead: (c) => c.discard() };
+    const conn = pool.acquire(discarding, 8);
+    conn.send('GET', get('/d'), undefined, discarding);
+    const [behind] = sendTogether(pool, ['/e'], 8);
+    await up.arrived(5);
+    up.requests[3]!.socket.write('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 10\r\n\r\n12345');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(pool.open, 1, 'still reading the discarded answer for the one behind it');
+    behind!.conn.abort(behind!.handler, new Error('client went away'));
+    await eventuallyTrue(() => pool.open === 0, 'the connection closed once nobody waited on it');
+  });
+
+  it('the answer being read is discarded (a 5xx to retry elsewhere): it is read to its end and the ones behind get their answers', async () => {
+    // Closing the connection sent the GETs behind it to the same member again, though their answers were on the way.
+    const { up, pool } = await warmed();
+    const first = collect();
+    const retrying: UpstreamHandler = {
+      ...first.handler,
+      onUpstreamHead(c, status) {
+        if (status === 503) {
+          c.discard();
+          first.handler.onUpstreamError(c, new Error('answered 503, retried elsewhere'));
+        }
+      },
+    };
+    const conn = pool.acquire(retrying, 8);
+    conn.send('GET', get('/a'), undefined, retrying);
+    const behind = sendTogether(pool, ['/b', '/c'], 8);
+    await up.arrived(3);
+    up.requests[0]!.socket.write(`HTTP/1.1 503 Service Unavailable\r\nContent-Length: 17\r\n\r\n{"message":"503"}` + ok('B') + ok('C'));
+    const a = await first.done;
+    assert.equal(a.error?.message, 'answered 503, retried elsewhere');
+    assert.equal(a.body.length, 0, 'the discarded body reached nobody');
+    const [b, c] = await Promise.all(behind.map((x) => x.done));
+    assert.deepEqual([Buffer.concat(b!.body).toString(), Buffer.concat(c!.body).toString()], ['B', 'C']);
+    assert.equal(up.requests.length, 3, 'nothing was sent again');
+    assert.equal(pool.open, 1, 'the connection stayed in step and open');
   });
 
   it('a client that pauses and takes its answer within SLOW_CLIENT_MS keeps the GETs behind it on the connection', async () => {

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { connectionsTo } from '../../bench/procfs.js';
-import { cleanup, form, http, member, proxy, RawConnection, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
+import { cleanup, cluster, form, freeze, http, member, onCleanup, proxy, RawConnection, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 const KEYS = 32;
@@ -123,3 +123,46 @@ describe('pipelined reads (pipelineReads: 8)', { skip: skipWithoutEtcd }, () => 
   }
 });
 
+describe('pipelined reads to a member that stops answering', { skip: skipWithoutEtcd }, () => {
+  after(cleanup);
+
+  it('each GET queued on its connection waits one responseTimeout, then moves on to another member', async () => {
+    // A deadline on the GET being answered handed the ones behind it back, and they went to the same
+    // silent member again on a new connection: the k-th of them waited k deadlines.
+    const members = await cluster(3);
+    const p = await proxy({
+      initialCluster: members.map((x) => `${x.name}=${x.peerUrl}`).join(','),
+      dataDir: await tempDir(),
+      strategy: 'first-available',
+      pipelineReads: 8,
+      responseTimeout: 1000,
+    });
+    assert.equal((await http(`${p.url}/v2/keys/pipe/stop?value=1`, { method: 'PUT' })).status, 201);
+    const firstUrl = p.balancer.order()[0]!.url;
+    const stopped = members.find((x) => x.clientUrl === firstUrl)!;
+    // A connection up to the member that will stop, so that the GETs below are batched on it.
+    assert.equal((await http(`${p.url}/v2/keys/pipe/stop`)).status, 200);
+    onCleanup(() => stopped.signal('SIGCONT'));
+    const served: string[] = [];
+    p.handler.on('forwarded', (e) => served.push(`${e.url} ${e.endpoint} attempt ${e.attempts}`));
+    try {
+      await freeze(stopped);
+      const conns = await Promise.all(Array.from({ length: 4 }, () => RawConnection.open(p.url)));
+      await new Promise((r) => setTimeout(r, 100));
+      const started = Date.now();
+      for (const c of conns) c.write(`GET /v2/keys/pipe/stop HTTP/1.1\r\nHost: p\r\n\r\n`);
+      const answers = await Promise.all(
+        conns.map(async (c) => {
+          const a = await c.read({ ms: 6000 });
+          return { status: a.status, ms: Date.now() - started };
+        }),
+      );
+      assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200], JSON.stringify(answers));
+      // One responseTimeout (1 s) each, plus the retry: not 2, 3, 4 s for the ones queued behind.
+      for (const a of answers) assert.ok(a.ms < 1900, `answers after ${JSON.stringify(answers.map((x) => x.ms))} ms; served: ${served.join(', ')}`);
+      for (const c of conns) c.close();
+    } finally {
+      stopped.signal('SIGCONT');
+    }
+  });
+});

@@ -84,11 +84,13 @@ export interface V2ProxyHandlerOptions {
    *
    * What it costs: a GET may wait behind the ones before it on the
    * connection while the member answers those. What it does not change: a
-   * GET behind an answer whose client is slow, or whose client went away, is
-   * sent again on another connection before anything of its own answer is
-   * read; one whose connection fails moves on to the next endpoint, as any
-   * GET does. A value of 8 cut the proxy's CPU per request by about a fifth
-   * in the benchmark (docs/benchmarks.md).
+   * GET behind an answer whose client went away, or is still not taking it
+   * 20 ms after it first had to wait, is sent again on another connection
+   * before anything of its own answer is read; one whose connection fails,
+   * or whose member let a deadline pass on the GET ahead, moves on to the
+   * next endpoint, as any GET does. A value of 8 cut the proxy's CPU per
+   * request by about 15 % in the benchmark, and the member's by about 10 %
+   * (docs/benchmarks.md).
    */
   pipelineReads?: number;
   /** Aborting it closes the handler, as {@link V2ProxyHandler.close} does. */

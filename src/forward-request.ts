@@ -253,9 +253,12 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     }
     // etcd takes `wait=1`, `wait=t` and the like as `wait=true`.
     this.watch = req.url !== undefined && queryFlag(req.url, 'wait');
-    // Only a GET the member answers from memory at once may wait behind another: no watch, no quorum read.
+    // Only a GET the member answers from memory at once may wait behind another: a key read, no watch, no
+    // quorum read (etcd answers GET /health with a quorum read too).
     this.pipeline =
-      settings.pipelineReads > 1 && this.method === 'GET' && !this.watch && !needsQuorum(this.method, req.url ?? '') ? settings.pipelineReads : 1;
+      settings.pipelineReads > 1 && this.method === 'GET' && !this.watch && inKeySpace(req.url ?? '') && !needsQuorum(this.method, req.url ?? '')
+        ? settings.pipelineReads
+        : 1;
     this.endpoint = endpoints[0]!;
     res[EXCHANGE] = this;
     res.on('close', onClientClose);
@@ -450,6 +453,11 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     const { events } = this.settings;
     if (events.listenerCount('dropped') > 0) events.emit('dropped', { method: this.method, url: this.req.url ?? '', reason, status, error });
   }
+}
+
+/** A request under `/v2/keys` (the v2 key space), in origin form. */
+function inKeySpace(url: string): boolean {
+  return url.startsWith('/v2/keys') && (url.length === 8 || url.charCodeAt(8) === 0x2f /* / */ || url.charCodeAt(8) === 0x3f /* ? */);
 }
 
 // The listeners on the client's response: `this` is the response; its exchange is found through it.

@@ -10,7 +10,6 @@ const TRUE_SPELLINGS: ReadonlySet<string> = new Set(['1', 't', 'T', 'true', 'TRU
 
 /** `part` of a query percent-decoded and with `+` as a space, as Go's url.QueryUnescape does; undefined when malformed. */
 function unescape(part: string): string | undefined {
-  if (!part.includes('%') && !part.includes('+')) return part;
   try {
     return decodeURIComponent(part.replaceAll('+', ' '));
   } catch {
@@ -18,9 +17,30 @@ function unescape(part: string): string | undefined {
   }
 }
 
+/** Whether `url` between `start` and `end` is one of {@link TRUE_SPELLINGS}, compared in place. */
+function isTrue(url: string, start: number, end: number): boolean {
+  if (end - start === 1) {
+    const c = url.charCodeAt(start);
+    return c === 0x31 /* 1 */ || c === 0x74 /* t */ || c === 0x54 /* T */;
+  }
+  return end - start === 4 && (url.startsWith('true', start) || url.startsWith('TRUE', start) || url.startsWith('True', start));
+}
+
+/** Whether `url` holds a `%` or a `+` between `start` and `end`. */
+function escaped(url: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = url.charCodeAt(i);
+    if (c === 0x25 /* % */ || c === 0x2b /* + */) return true;
+  }
+  return false;
+}
+
 /**
  * Whether the request target `url` (`/v2/keys/a?wait=true`) sets the flag
  * `name` true. A malformed query (which etcd refuses with 400) sets nothing.
+ * Names are compared in place: a request makes no string here unless its
+ * query names the flag (etcd's Go client sends
+ * `?quorum=false&recursive=false&sorted=false` with every GET).
  */
 export function queryFlag(url: string, name: string): boolean {
   const query = url.indexOf('?');
@@ -30,9 +50,17 @@ export function queryFlag(url: string, name: string): boolean {
     if (end < 0) end = url.length;
     const eq = url.indexOf('=', start);
     const keyEnd = eq >= 0 && eq < end ? eq : end;
-    if (keyEnd > start && unescape(url.slice(start, keyEnd)) === name) {
-      const value = keyEnd < end ? unescape(url.slice(keyEnd + 1, end)) : '';
-      return value !== undefined && TRUE_SPELLINGS.has(value);
+    const named =
+      keyEnd - start === name.length
+        ? url.startsWith(name, start)
+        : keyEnd > start && escaped(url, start, keyEnd) && unescape(url.slice(start, keyEnd)) === name;
+    if (named) {
+      if (keyEnd === end) return false;
+      if (escaped(url, keyEnd + 1, end)) {
+        const value = unescape(url.slice(keyEnd + 1, end));
+        return value !== undefined && TRUE_SPELLINGS.has(value);
+      }
+      return isTrue(url, keyEnd + 1, end);
     }
     start = end + 1;
   }

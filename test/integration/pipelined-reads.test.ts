@@ -92,6 +92,19 @@ describe('pipelined reads (pipelineReads: 8)', { skip: skipWithoutEtcd }, () => 
     await p.close();
   });
 
+  it('GET /health is not pipelined (etcd answers it with a quorum read); key reads arriving with it are', async () => {
+    const p = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir(), pipelineReads: 8 });
+    const conns = await together(p.url, [...Array.from({ length: 8 }, () => get('/health')), ...Array.from({ length: 8 }, (_, i) => get(`/v2/keys/pipe/k${i}`))]);
+    const answers = await Promise.all(conns.map((c) => c.read()));
+    assert.deepEqual(answers.map((a) => a.status), Array.from({ length: 16 }, () => 200));
+    assert.equal((JSON.parse(answers[0]!.body) as { health: string }).health, 'true');
+    const upstream = connectionsTo(process.pid, [memberPort]);
+    // 8 for the health checks, one each; the 8 key reads share at most a few.
+    assert.ok(upstream >= 8 && upstream <= 11, `${upstream} connections to the member`);
+    for (const c of conns) c.close();
+    await p.close();
+  });
+
   // etcd reads `wait` and `quorum` with Go's ParseBool: `wait=1` is a watch too. Taken for a plain GET, it was
   // pipelined, and the GETs behind it waited for its event (then got 502 and marked the member down).
   for (const [wait, quorum] of [['wait=true', 'quorum=true'], ['wait=1', 'quorum=T']] as const) {

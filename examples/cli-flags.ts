@@ -57,7 +57,7 @@ export const FLAGS: Record<string, FlagSpec> = {
     group: 'Proxy',
     value: 'n',
     default: '1',
-    help: 'Not an etcd flag: most plain GETs arriving together that are pipelined on one connection to a member (1 = no pipelining; 8 saves CPU under load).',
+    help: 'Not an etcd flag: most plain key reads (GET under /v2/keys, no wait, no quorum) arriving together that are pipelined on one connection to a member (1 = no pipelining; 8 saves CPU under load).',
   },
   'cert-file': { group: 'Security', value: 'path', default: '', help: 'PEM certificate of the https:// listeners; also shown to members on https:// client URLs.' },
   'key-file': { group: 'Security', value: 'path', default: '', help: 'PEM key of --cert-file.' },

@@ -76,9 +76,9 @@ export interface V2ProxyHandlerOptions {
    */
   resolver?: MembershipView;
   /**
-   * Most plain GETs (no `wait=true`, no `quorum=true`) written to one
-   * connection to a member before its answers come back (HTTP/1.1
-   * pipelining), when they arrive in the same turn of the event loop: they
+   * Most plain key reads (GETs under `/v2/keys`, no `wait`, no `quorum`)
+   * written to one connection to a member before its answers come back
+   * (HTTP/1.1 pipelining), when they arrive in the same turn of the event loop: they
    * go in one write, and the member answers them in order. Not an etcd
    * flag; CLI: `--pipeline-reads`. Default: 1 (no pipelining).
    *

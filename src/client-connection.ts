@@ -499,6 +499,13 @@ export function parseHead(head: string, socket: Socket): ParsedRequest | undefin
   return new ParsedRequest(line[1]!, line[2]!, raw, socket, via, Math.max(0, length), length >= 0, close, plain);
 }
 
+/** Ends the cork a chunk's write held (see ClientReply.write), unless end() did. */
+function releaseCork(reply: ClientReply, socket: Socket): void {
+  if (!reply.corkHeld) return;
+  reply.corkHeld = false;
+  socket.uncork();
+}
+
 /** The answer to one request, written straight to the connection: status line, headers, then the body as it comes. */
 class ClientReply implements ClientResponse {
   headersSent = false;
@@ -613,14 +620,21 @@ class ClientReply implements ClientResponse {
       return ok;
     }
     const head = this.takeHead();
-    socket.cork();
+    // Held until this turn ends (or end()): a member sends a watch's event and the end of its answer in one
+    // packet, and they reach the client in one write instead of two.
+    if (!this.corkHeld) {
+      this.corkHeld = true;
+      socket.cork();
+      process.nextTick(releaseCork, this, socket);
+    }
     if (head !== undefined) socket.write(head, 'latin1');
     socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
     socket.write(chunk);
-    const ok = socket.write('\r\n', 'latin1');
-    socket.uncork();
-    return ok;
+    return socket.write('\r\n', 'latin1');
   }
+
+  /** @internal A chunk's write holds the socket corked until {@link releaseCork} or end(). */
+  corkHeld = false;
 
   end(body?: string): this {
     if (this.writableFinished) return this;
@@ -635,6 +649,10 @@ class ClientReply implements ClientResponse {
       if (bytes !== undefined) socket.write(bytes);
       if (this.chunked) socket.write(bytes !== undefined ? '\r\n0\r\n\r\n' : '0\r\n\r\n', 'latin1');
       socket.uncork();
+    }
+    if (this.corkHeld) {
+      this.corkHeld = false;
+      socket?.uncork();
     }
     this.conn.answered();
     return this;

@@ -500,10 +500,10 @@ export function parseHead(head: string, socket: Socket): ParsedRequest | undefin
 }
 
 /** Ends the cork a chunk's write held (see ClientReply.write), unless end() did. */
-function releaseCork(reply: ClientReply, socket: Socket): void {
-  if (!reply.corkHeld) return;
-  reply.corkHeld = false;
-  socket.uncork();
+function releaseCork(reply: ClientReply): void {
+  const socket = reply.corked;
+  reply.corked = undefined;
+  socket?.uncork();
 }
 
 /** The answer to one request, written straight to the connection: status line, headers, then the body as it comes. */
@@ -622,10 +622,10 @@ class ClientReply implements ClientResponse {
     const head = this.takeHead();
     // Held until this turn ends (or end()): a member sends a watch's event and the end of its answer in one
     // packet, and they reach the client in one write instead of two.
-    if (!this.corkHeld) {
-      this.corkHeld = true;
+    if (this.corked === undefined) {
+      this.corked = socket;
       socket.cork();
-      process.nextTick(releaseCork, this, socket);
+      process.nextTick(releaseCork, this);
     }
     if (head !== undefined) socket.write(head, 'latin1');
     socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
@@ -633,8 +633,8 @@ class ClientReply implements ClientResponse {
     return socket.write('\r\n', 'latin1');
   }
 
-  /** @internal A chunk's write holds the socket corked until {@link releaseCork} or end(). */
-  corkHeld = false;
+  /** @internal The socket a chunk's write holds corked until {@link releaseCork} or end(). */
+  corked: Socket | undefined = undefined;
 
   end(body?: string): this {
     if (this.writableFinished) return this;
@@ -650,10 +650,7 @@ class ClientReply implements ClientResponse {
       if (this.chunked) socket.write(bytes !== undefined ? '\r\n0\r\n\r\n' : '0\r\n\r\n', 'latin1');
       socket.uncork();
     }
-    if (this.corkHeld) {
-      this.corkHeld = false;
-      socket?.uncork();
-    }
+    releaseCork(this);
     this.conn.answered();
     return this;
   }

@@ -6,8 +6,6 @@
  * (`strconv.ParseBool`): `1`, `t`, `T`, `true`, `TRUE`, `True`.
  */
 
-const TRUE_SPELLINGS: ReadonlySet<string> = new Set(['1', 't', 'T', 'true', 'TRUE', 'True']);
-
 /** `part` of a query percent-decoded and with `+` as a space, as Go's url.QueryUnescape does; undefined when malformed. */
 function unescape(part: string): string | undefined {
   try {
@@ -17,13 +15,13 @@ function unescape(part: string): string | undefined {
   }
 }
 
-/** Whether `url` between `start` and `end` is one of {@link TRUE_SPELLINGS}, compared in place. */
-function isTrue(url: string, start: number, end: number): boolean {
+/** Whether `text` between `start` and `end` is a spelling of true that ParseBool takes, compared in place. */
+function isTrue(text: string, start: number, end: number): boolean {
   if (end - start === 1) {
-    const c = url.charCodeAt(start);
+    const c = text.charCodeAt(start);
     return c === 0x31 /* 1 */ || c === 0x74 /* t */ || c === 0x54 /* T */;
   }
-  return end - start === 4 && (url.startsWith('true', start) || url.startsWith('TRUE', start) || url.startsWith('True', start));
+  return end - start === 4 && (text.startsWith('true', start) || text.startsWith('TRUE', start) || text.startsWith('True', start));
 }
 
 /** Whether `url` holds a `%` or a `+` between `start` and `end`. */
@@ -58,7 +56,7 @@ export function queryFlag(url: string, name: string): boolean {
       if (keyEnd === end) return false;
       if (escaped(url, keyEnd + 1, end)) {
         const value = unescape(url.slice(keyEnd + 1, end));
-        return value !== undefined && TRUE_SPELLINGS.has(value);
+        return value !== undefined && isTrue(value, 0, value.length);
       }
       return isTrue(url, keyEnd + 1, end);
     }

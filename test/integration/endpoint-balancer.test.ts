@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { startEtcd, waitHealthy } from '../../examples/local-etcd.js';
-import { cleanup, cluster, eventually, freeze, http, onCleanup, proxy, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
+import { applied, cleanup, cluster, eventually, freeze, http, onCleanup, proxy, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 async function counts(members: LocalEtcd[], method: string): Promise<number[]> {
@@ -33,7 +33,8 @@ describe('EndpointBalancer with a real 3-member cluster', { skip: skipWithoutEtc
     const members = await cluster(3);
     const spread = await proxy({ initialCluster: initialCluster(members), dataDir: await tempDir() });
     const pinned = await proxy({ initialCluster: initialCluster(members), dataDir: await tempDir(), strategy: 'first-available' });
-    await http(`${spread.url}/v2/keys/spread?value=x`, { method: 'PUT' });
+    assert.equal((await http(`${spread.url}/v2/keys/spread?value=x`, { method: 'PUT' })).status, 201);
+    await applied(members, 'spread');
 
     const share = async (url: string): Promise<number[]> => {
       const before = await counts(members, 'GET');
@@ -86,7 +87,9 @@ describe('EndpointBalancer with a real 3-member cluster', { skip: skipWithoutEtc
     const members = await cluster(3);
     const [a, b, c] = members as [LocalEtcd, LocalEtcd, LocalEtcd];
     const p = await proxy({ initialCluster: initialCluster(members), dataDir: await tempDir(), responseTimeout: 700, failureWait: 300 });
-    await http(`${p.url}/v2/keys/deg?value=before`, { method: 'PUT' });
+    assert.equal((await http(`${p.url}/v2/keys/deg?value=before`, { method: 'PUT' })).status, 201);
+    // a must have the value before the leader may be frozen: without a leader it can never apply it.
+    await applied(members, 'deg');
     const degraded: string[] = [];
     p.balancer.on('endpointDegraded', (e, detail) => degraded.push(`${e.url} ${detail}`));
     // Two of three stopped: the third has no quorum and soon no leader; its /health says "false".

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { startEtcd } from '../../examples/local-etcd.js';
 import type { Endpoint } from '../../src/index.js';
-import { cleanup, cluster, connectAndReset, eventually, form, freeze, http, member, onCleanup, proxy, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
+import { applied, cleanup, cluster, connectAndReset, eventually, form, freeze, http, member, onCleanup, proxy, requestsReceived, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
 /** The member whose client URL the proxy tries first. */
@@ -24,6 +24,8 @@ describe('failover and timeouts against real members', { skip: skipWithoutEtcd }
     // first-available (etcd's behaviour) makes the member a GET goes to predictable.
     const p = await proxy({ initialCluster: members.map((m) => `${m.name}=${m.peerUrl}`).join(','), dataDir: await tempDir(), responseTimeout: 1000, strategy: 'first-available' });
     assert.equal((await http(`${p.url}/v2/keys/stop?value=1`, { method: 'PUT' })).status, 201);
+    // The member frozen below may be the leader: the others must have applied the write before.
+    await applied(members, 'stop');
     const stopped = firstChoice(p, members);
     const downs: string[] = [];
     p.balancer.on('endpointDown', (e) => downs.push(e.url));

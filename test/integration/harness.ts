@@ -375,6 +375,21 @@ export async function eventually(check: () => Promise<boolean> | boolean, timeou
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
+/**
+ * Waits until every member answers a plain GET of `key` with 200. A plain v2
+ * GET is served from the member's own store, and a follower applies a write
+ * only once it hears it was committed: a test that writes (to the leader, as
+ * the proxy sends writes) and then reads from any member, or freezes the
+ * leader, waits here first.
+ */
+export async function applied(members: readonly LocalEtcd[], key: string): Promise<void> {
+  await eventually(
+    async () => (await Promise.all(members.map((m) => http(`${m.clientUrl}/v2/keys/${key}`)))).every((r) => r.status === 200),
+    3000,
+    `every member to have applied the write of ${key}`,
+  );
+}
+
 // --- dnsmasq: a real DNS server on a loopback port, for the DNS SRV suites ---
 
 /** The dnsmasq binary (Debian's dnsmasq-base puts it in /usr/sbin, often not on a user's PATH). */

@@ -233,7 +233,7 @@ export class UpstreamPool {
   /** @internal */
   putIdle(conn: UpstreamConnection): void {
     if (this.closed) {
-      conn.socket.destroy();
+      conn.destroy();
       return;
     }
     conn.idleIndex = this.idle.length;
@@ -276,7 +276,7 @@ export class UpstreamPool {
     this.sweeper = undefined;
     for (const conn of this.idle.splice(0)) {
       conn.idleIndex = -1;
-      conn.socket.destroy();
+      conn.destroy();
     }
   }
 }

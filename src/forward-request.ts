@@ -244,21 +244,20 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     readonly arrived: number,
   ) {
     this.method = req.method ?? 'GET';
+    const url = req.url ?? '/';
     this.retryable = SAFE_METHODS.has(this.method);
     const emptyBody = body === undefined && !this.retryable;
     if (req.head !== undefined) this.head = forwardedHead(req.head, req.socket.remoteAddress, settings.via, emptyBody);
     else {
       const headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, body === undefined ? -1 : bodyLength, settings.via);
-      this.head = requestHead(this.method, req.url ?? '/', headers, emptyBody);
+      this.head = requestHead(this.method, url, headers, emptyBody);
     }
     // etcd takes `wait=1`, `wait=t` and the like as `wait=true`.
-    this.watch = req.url !== undefined && queryFlag(req.url, 'wait');
+    this.watch = queryFlag(url, 'wait');
     // Only a GET the member answers from memory at once may wait behind another: a key read, no watch, no
     // quorum read (etcd answers GET /health with a quorum read too).
     this.pipeline =
-      settings.pipelineReads > 1 && this.method === 'GET' && !this.watch && inKeySpace(req.url ?? '') && !needsQuorum(this.method, req.url ?? '')
-        ? settings.pipelineReads
-        : 1;
+      settings.pipelineReads > 1 && this.method === 'GET' && !this.watch && inKeySpace(url) && !queryFlag(url, 'quorum') ? settings.pipelineReads : 1;
     this.endpoint = endpoints[0]!;
     res[EXCHANGE] = this;
     res.on('close', onClientClose);

@@ -104,16 +104,19 @@ if (workloadsIndex >= 0) {
   }
   plan.workloads = WORKLOADS.filter((w) => ids.includes(w.id));
 }
-if (concurrencyIndex >= 0) {
-  const text = argv[concurrencyIndex + 1] ?? '';
+/** The comma-separated whole numbers `min`-`max` after the flag at `index`; a bad one exits 2 with one line. */
+function countsFlag(index: number, flag: string, what: string, min: number, max: number): number[] {
+  const text = argv[index + 1] ?? '';
   const values = text.split(',').map(Number);
-  if (values.some((c) => !Number.isInteger(c) || c < 1 || c > 1000)) {
-    process.stderr.write(`bench: --concurrency takes connection counts 1-1000, comma-separated; got ${JSON.stringify(text)}\n`);
+  if (values.some((n) => !Number.isInteger(n) || n < min || n > max)) {
+    process.stderr.write(`bench: ${flag} takes ${what} ${min}-${max}, comma-separated; got ${JSON.stringify(text)}\n`);
     process.exit(2);
   }
-  plan.concurrency = values;
+  return values;
 }
-if (watchersIndex >= 0) plan.watchers = (argv[watchersIndex + 1] ?? '').split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
+if (concurrencyIndex >= 0) plan.concurrency = countsFlag(concurrencyIndex, '--concurrency', 'connection counts', 1, 1000);
+// A proxied watch holds two descriptors in the proxy, and each process may hold FD_LIMIT.
+if (watchersIndex >= 0) plan.watchers = countsFlag(watchersIndex, '--watchers', 'numbers of watchers', 1, FD_LIMIT / 2 - 500);
 if (onlyIndex < 0 && watchersIndex >= 0) process.stderr.write('bench: --watchers given: the report goes to docs/benchmarks.md only with --out\n');
 
 const started = performance.now();

@@ -40,7 +40,7 @@ function run(cmd: string, args: readonly string[], cwd: string, timeoutMs: numbe
 }
 
 /** What the tarball may hold: the build's JS and source maps, the .d.ts rollup, README, LICENSE and package.json (npm always adds it). */
-const ALLOWED = /^package\/(dist\/[\w-]+\.js|dist\/[\w-]+\.js\.map|dist\/etcd-v2-proxy\.d\.ts|README\.md|LICENSE|package\.json)$/;
+const ALLOWED = /^package\/(dist\/(?:[\w-]+\/)?[\w-]+\.js|dist\/(?:[\w-]+\/)?[\w-]+\.js\.map|dist\/etcd-v2-proxy\.d\.ts|README\.md|LICENSE|package\.json)$/;
 
 describe('the npm package, installed into a fresh project', { timeout: 150000 }, () => {
   let work: string;
@@ -78,7 +78,7 @@ describe('the npm package, installed into a fresh project', { timeout: 150000 },
       assert.ok(entries.includes(must), `${must} is missing`);
     }
     // One module per source file, each with its map: nothing stale from an older build, nothing left out.
-    const sources = readdirSync(join(root, 'src')).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)).sort();
+    const sources = (readdirSync(join(root, 'src'), { recursive: true }) as string[]).filter((f) => f.endsWith('.ts')).map((f) => f.slice(0, -3)).sort();
     const modules = entries.filter((e) => e.endsWith('.js')).map((e) => e.slice('package/dist/'.length, -3)).sort();
     assert.deepEqual(modules, sources);
     for (const m of modules) assert.ok(entries.includes(`package/dist/${m}.js.map`), `dist/${m}.js.map is missing`);

@@ -1,5 +1,5 @@
 /**
- * createProxy()'s own HTTP/1.1 server side (src/client-connection.ts) on one
+ * createProxy()'s own HTTP/1.1 server side (src/transport/client-connection.ts) on one
  * client connection, against a real member: keep-alive and pipelined
  * requests, bodies split over packets, HEAD, Connection: close, re-chunked
  * watch answers, a client that half-closes, and the hand-over to node:http

@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Gauge, Registry } from 'prom-client';
 import type { Metric, RegistryContentType } from 'prom-client';
-import type { EndpointBalancer } from './endpoint-balancer.js';
-import { InvalidOptionError } from './errors.js';
-import type { ClientAbortedEvent, DropReason, DroppedEvent, ForwardedEvent, RetriedEvent } from './proxy-events.js';
-import type { MembershipView, V2ProxyHandler } from './v2-proxy-handler.js';
+import type { EndpointBalancer } from '../balancer/endpoint-balancer.js';
+import { InvalidOptionError } from '../errors.js';
+import type { ClientAbortedEvent, DropReason, DroppedEvent, ForwardedEvent, RetriedEvent } from '../handler/proxy-events.js';
+import type { MembershipView, V2ProxyHandler } from '../handler/v2-proxy-handler.js';
 import { TallyCounter, TallyHistogram } from './tally-metrics.js';
-import { PROXY_READY_PATH } from './v2-proxy-handler.js';
-import { describe, signalOption } from './validate-options.js';
+import { PROXY_READY_PATH } from '../handler/v2-proxy-handler.js';
+import { describe, signalOption } from '../validate-options.js';
 
 /**
  * Prometheus metrics of the proxy, under etcd's own proxy metric names and
@@ -151,7 +151,7 @@ export class ProxyMetrics {
     this.signal = signalOption(options.signal);
     this.registry = registry;
 
-    // Updated per request or per failure: tallies (src/tally-metrics.ts), read by the registry at scrape time.
+    // Updated per request or per failure: tallies (src/metrics/tally-metrics.ts), read by the registry at scrape time.
     const requests = this.tally(new TallyCounter('etcd_proxy_requests_total', 'Requests received by the v2 proxy, by method.'));
     const handled = this.tally(new TallyCounter('etcd_proxy_handled_total', 'Requests answered by a member, by method and the member\'s status code.'));
     const dropped = this.tally(

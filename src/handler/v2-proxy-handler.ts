@@ -2,16 +2,16 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
-import type { ClusterResolver } from './cluster-resolver.js';
+import type { ClusterResolver } from '../cluster/cluster-resolver.js';
 import { corsOption, isPreflight } from './cors.js';
 import type { CorsPolicy } from './cors.js';
-import type { EndpointBalancer } from './endpoint-balancer.js';
-import { InvalidOptionError } from './errors.js';
-import { forwardDeadlines, forwardRequest, rawHeader } from './forward-request.js';
-import type { ClientRequest, ClientResponse, ForwardSettings, InFlight } from './forward-request.js';
+import type { EndpointBalancer } from '../balancer/endpoint-balancer.js';
+import { InvalidOptionError } from '../errors.js';
+import { forwardDeadlines, forwardRequest, rawHeader } from '../forwarding/forward-request.js';
+import type { ClientRequest, ClientResponse, ForwardSettings, InFlight } from '../forwarding/forward-request.js';
 import { sendJsonError } from './json-error.js';
 import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
-import { describe, durationOption, positiveIntegerOption, signalOption } from './validate-options.js';
+import { describe, durationOption, positiveIntegerOption, signalOption } from '../validate-options.js';
 
 const debug = createDebug('etcd-v2-proxy:handler');
 

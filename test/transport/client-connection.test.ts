@@ -1,11 +1,11 @@
 /**
- * What createProxy's own HTTP/1.1 reader takes (src/client-connection.ts):
+ * What createProxy's own HTTP/1.1 reader takes (src/transport/client-connection.ts):
  * plain requests only; everything else is left to node:http (undefined).
  */
 import assert from 'node:assert/strict';
 import { Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { parseHead } from '../src/client-connection.js';
+import { parseHead } from '../../src/transport/client-connection.js';
 
 const socket = new Socket();
 const head = (lines: string[]): string => lines.join('\r\n');

@@ -1,4 +1,4 @@
-import type { ClientResponse } from './forward-request.js';
+import type { ClientResponse } from '../forwarding/forward-request.js';
 
 /**
  * Answers with etcd's error body, `{"message":"..."}`, as etcd's own proxy

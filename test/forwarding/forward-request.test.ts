@@ -8,8 +8,8 @@ import { createServer as createHttpServer, request as httpRequest } from 'node:h
 import { createServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from '../src/forward-request.js';
-import { EndpointBalancer, V2ProxyHandler } from '../src/index.js';
+import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../src/forwarding/forward-request.js';
+import { EndpointBalancer, V2ProxyHandler } from '../../src/index.js';
 
 /** `[name, value]` pairs of a raw header array. */
 function pairs(raw: readonly string[]): Array<[string, string]> {

@@ -1,4 +1,4 @@
-import type { UpstreamError } from './errors.js';
+import type { UpstreamError } from '../errors.js';
 
 /**
  * The events a {@link V2ProxyHandler} emits for each request's outcome.

@@ -5,8 +5,8 @@ import type { SrvRecord } from 'node:dns';
 import { isIP } from 'node:net';
 import type { LookupFunction } from 'node:net';
 import createDebug from 'debug';
-import { InvalidOptionError, SrvDiscoveryError } from './errors.js';
-import { describe, durationOption, signalOption } from './validate-options.js';
+import { InvalidOptionError, SrvDiscoveryError } from '../errors.js';
+import { describe, durationOption, signalOption } from '../validate-options.js';
 
 const debug = createDebug('etcd-v2-proxy:srv');
 

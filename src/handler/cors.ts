@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { InvalidOptionError } from './errors.js';
-import { describe } from './validate-options.js';
+import { InvalidOptionError } from '../errors.js';
+import { describe } from '../validate-options.js';
 
 /**
  * The proxy's CORS answer, with etcd's `--cors` meaning: a list of allowed

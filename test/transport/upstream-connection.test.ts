@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { SLOW_CLIENT_MS, UpstreamPool, UpstreamReadTimeout } from '../src/upstream-connection.js';
-import type { UpstreamConnection, UpstreamHandler } from '../src/upstream-connection.js';
+import { SLOW_CLIENT_MS, UpstreamPool, UpstreamReadTimeout } from '../../src/transport/upstream-connection.js';
+import type { UpstreamConnection, UpstreamHandler } from '../../src/transport/upstream-connection.js';
 
 interface Outcome {
   status?: number;

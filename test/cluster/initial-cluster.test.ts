@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { InitialClusterError, parseInitialCluster } from '../src/index.js';
-import { initialClusterPeerUrls } from '../src/initial-cluster.js';
+import { InitialClusterError, parseInitialCluster } from '../../src/index.js';
+import { initialClusterPeerUrls } from '../../src/cluster/initial-cluster.js';
 
 function entries(value: string): Array<[string, string[]]> {
   return [...parseInitialCluster(value).entries()];

@@ -1,18 +1,18 @@
 import createDebug from 'debug';
 import type { EventEmitter } from 'eventemitter3';
-import { DeadlineQueue } from './deadline-queue.js';
-import type { DeadlineNode } from './deadline-queue.js';
-import { connectTo } from './endpoint.js';
-import type { Endpoint } from './endpoint.js';
-import { needsQuorum } from './endpoint-balancer.js';
-import type { EndpointBalancer } from './endpoint-balancer.js';
-import { UpstreamError } from './errors.js';
-import { sendJsonError } from './json-error.js';
-import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
-import { isTlsHandshakeFailure } from './tls-options.js';
-import { UpstreamReadTimeout } from './upstream-connection.js';
-import type { UpstreamConnection, UpstreamHandler } from './upstream-connection.js';
-import { queryFlag } from './v2-query.js';
+import { DeadlineQueue } from '../transport/deadline-queue.js';
+import type { DeadlineNode } from '../transport/deadline-queue.js';
+import { connectTo } from '../balancer/endpoint.js';
+import type { Endpoint } from '../balancer/endpoint.js';
+import { needsQuorum } from '../balancer/endpoint-balancer.js';
+import type { EndpointBalancer } from '../balancer/endpoint-balancer.js';
+import { UpstreamError } from '../errors.js';
+import { sendJsonError } from '../handler/json-error.js';
+import type { DropReason, V2ProxyHandlerEvents } from '../handler/proxy-events.js';
+import { isTlsHandshakeFailure } from '../tls-options.js';
+import { UpstreamReadTimeout } from '../transport/upstream-connection.js';
+import type { UpstreamConnection, UpstreamHandler } from '../transport/upstream-connection.js';
+import { queryFlag } from '../handler/v2-query.js';
 
 const debug = createDebug('etcd-v2-proxy:forward');
 

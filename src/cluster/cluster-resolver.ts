@@ -2,12 +2,12 @@ import type { LookupFunction } from 'node:net';
 import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
 import pRetry from 'p-retry';
-import { ClusterUnreachableError, EtcdProxyError, InvalidOptionError } from './errors.js';
+import { ClusterUnreachableError, EtcdProxyError, InvalidOptionError } from '../errors.js';
 import { getJson } from './get-json.js';
 import { initialClusterPeerUrls } from './initial-cluster.js';
-import { upstreamTlsOption } from './tls-options.js';
-import type { UpstreamTls, UpstreamTlsOptions } from './tls-options.js';
-import { describe, durationOption, parseHostPortUrl, signalOption } from './validate-options.js';
+import { upstreamTlsOption } from '../tls-options.js';
+import type { UpstreamTls, UpstreamTlsOptions } from '../tls-options.js';
+import { describe, durationOption, parseHostPortUrl, signalOption } from '../validate-options.js';
 
 const debug = createDebug('etcd-v2-proxy:resolver');
 

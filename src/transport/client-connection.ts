@@ -1,9 +1,9 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import createDebug from 'debug';
-import type { ClientRequest, ClientResponse } from './forward-request.js';
+import type { ClientRequest, ClientResponse } from '../forwarding/forward-request.js';
 import { CONTENT_LENGTH, CONTROL, CRLF2, TOKEN, withoutOws } from './http1-syntax.js';
-import type { DirectRoute } from './v2-proxy-handler.js';
+import type { DirectRoute } from '../handler/v2-proxy-handler.js';
 import type { Http1Taker } from './v3-client-refusal.js';
 
 const debug = createDebug('etcd-v2-proxy:client');

@@ -1,9 +1,9 @@
-import { InvalidOptionError } from './errors.js';
-import { explainTlsFailure, tlsConnectOptions, upstreamTlsOption } from './tls-options.js';
-import type { UpstreamTls, UpstreamTlsOptions } from './tls-options.js';
-import { UpstreamPool } from './upstream-connection.js';
-import type { UpstreamConnection, UpstreamHandler } from './upstream-connection.js';
-import { parseHostPortUrl } from './validate-options.js';
+import { InvalidOptionError } from '../errors.js';
+import { explainTlsFailure, tlsConnectOptions, upstreamTlsOption } from '../tls-options.js';
+import type { UpstreamTls, UpstreamTlsOptions } from '../tls-options.js';
+import { UpstreamPool } from '../transport/upstream-connection.js';
+import type { UpstreamConnection, UpstreamHandler } from '../transport/upstream-connection.js';
+import { parseHostPortUrl } from '../validate-options.js';
 
 /** The forwarder's way to an endpoint's pool, which is not part of the public API. */
 let poolOf: (endpoint: Endpoint) => UpstreamPool;

@@ -4,8 +4,8 @@ import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import type { LookupFunction } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { explainTlsFailure, tlsConnectOptions } from './tls-options.js';
-import type { UpstreamTls } from './tls-options.js';
+import { explainTlsFailure, tlsConnectOptions } from '../tls-options.js';
+import type { UpstreamTls } from '../tls-options.js';
 
 /** Options of {@link getJson}. */
 export interface GetJsonOptions {

@@ -1,10 +1,10 @@
 import createDebug from 'debug';
 import pRetry, { AbortError } from 'p-retry';
-import { DiscoveryError, InitialClusterError, InvalidOptionError } from './errors.js';
+import { DiscoveryError, InitialClusterError, InvalidOptionError } from '../errors.js';
 import { getJson } from './get-json.js';
 import type { JsonResponse } from './get-json.js';
 import { parseInitialCluster } from './initial-cluster.js';
-import { describe, durationOption, signalOption } from './validate-options.js';
+import { describe, durationOption, signalOption } from '../validate-options.js';
 
 const debug = createDebug('etcd-v2-proxy:discovery');
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Counter, Histogram, Registry } from 'prom-client';
-import { TallyCounter, TallyHistogram } from '../src/tally-metrics.js';
+import { TallyCounter, TallyHistogram } from '../../src/metrics/tally-metrics.js';
 
 const BOUNDS = [0.0005, 0.001, 0.002, 0.004, 0.008];
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DeadlineQueue } from '../src/deadline-queue.js';
-import type { DeadlineNode } from '../src/deadline-queue.js';
+import { DeadlineQueue } from '../../src/transport/deadline-queue.js';
+import type { DeadlineNode } from '../../src/transport/deadline-queue.js';
 
 class Item implements DeadlineNode<Item> {
   dueAt = 0;
@@ -77,7 +77,7 @@ describe('DeadlineQueue (the forwarder\'s dial, write and response-header deadli
     // A queue with a pending item, left open: its unref'd timer does not keep a process alive.
     const { spawnSync } = await import('node:child_process');
     const script =
-      "import { DeadlineQueue } from './src/deadline-queue.ts';" +
+      "import { DeadlineQueue } from './src/transport/deadline-queue.ts';" +
       "const q = new DeadlineQueue(60000, () => {}); q.add({ dueAt: 0, dueQueue: undefined, dueBefore: undefined, dueAfter: undefined });";
     const started = Date.now();
     const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 20000 });

@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { freePort } from '../examples/local-etcd.js';
-import { ClusterResolver, ClusterUnreachableError, InitialClusterError, InvalidOptionError } from '../src/index.js';
+import { freePort } from '../../examples/local-etcd.js';
+import { ClusterResolver, ClusterUnreachableError, InitialClusterError, InvalidOptionError } from '../../src/index.js';
 
 describe('ClusterResolver options', () => {
   const invalid: Array<{ options: Record<string, unknown>; option: string; message: string }> = [

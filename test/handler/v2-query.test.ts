@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { needsQuorum } from '../src/endpoint-balancer.js';
-import { queryFlag } from '../src/v2-query.js';
+import { needsQuorum } from '../../src/balancer/endpoint-balancer.js';
+import { queryFlag } from '../../src/handler/v2-query.js';
 
 describe('queryFlag', () => {
   it("is true for every spelling of true that etcd's ParseBool takes", () => {

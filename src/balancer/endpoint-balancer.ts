@@ -3,12 +3,12 @@ import { EventEmitter } from 'eventemitter3';
 import { strategyOption } from './balancer-strategy.js';
 import type { BalancerStrategy, PickContext, StrategyName } from './balancer-strategy.js';
 import { Endpoint } from './endpoint.js';
-import { getJson } from './get-json.js';
-import { InvalidOptionError } from './errors.js';
-import { describe, durationOption, parseHostPortUrl, signalOption } from './validate-options.js';
-import { upstreamTlsOption } from './tls-options.js';
-import { queryFlag } from './v2-query.js';
-import type { UpstreamTls, UpstreamTlsOptions } from './tls-options.js';
+import { getJson } from '../cluster/get-json.js';
+import { InvalidOptionError } from '../errors.js';
+import { describe, durationOption, parseHostPortUrl, signalOption } from '../validate-options.js';
+import { upstreamTlsOption } from '../tls-options.js';
+import { queryFlag } from '../handler/v2-query.js';
+import type { UpstreamTls, UpstreamTlsOptions } from '../tls-options.js';
 
 
 const debug = createDebug('etcd-v2-proxy:balancer');

@@ -3,10 +3,10 @@ import createDebug from 'debug';
 import { clusterFilePath, readClusterFile } from './cluster-file.js';
 import { discoverCluster, parseDiscoveryProxy, parseDiscoveryUrl } from './discovery.js';
 import type { DiscoveryProgress, DiscoveryRetry } from './discovery.js';
-import { InvalidOptionError } from './errors.js';
+import { InvalidOptionError } from '../errors.js';
 import { initialClusterPeerUrls } from './initial-cluster.js';
 import { createDnsLookup, discoverSrv, dnsResolver, parseSrvDomain, parseSrvName } from './srv-discovery.js';
-import { describe, durationOption } from './validate-options.js';
+import { describe, durationOption } from '../validate-options.js';
 
 /**
  * Where a proxy's first peer URLs come from, in etcd's order of precedence:

@@ -1,6 +1,6 @@
 import type { Endpoint } from './endpoint.js';
-import { InvalidOptionError } from './errors.js';
-import { describe } from './validate-options.js';
+import { InvalidOptionError } from '../errors.js';
+import { describe } from '../validate-options.js';
 
 /**
  * What a strategy knows of the request it picks an endpoint for.

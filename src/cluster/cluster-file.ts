@@ -1,8 +1,8 @@
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ClusterFileError, MemberDataDirError } from './errors.js';
-import { parseHostPortUrl } from './validate-options.js';
+import { ClusterFileError, MemberDataDirError } from '../errors.js';
+import { parseHostPortUrl } from '../validate-options.js';
 
 /**
  * The proxy's persisted peer list, `<dataDir>/proxy/cluster`, in the format

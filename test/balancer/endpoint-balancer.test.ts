@@ -12,10 +12,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { Endpoint, EndpointBalancer, InvalidOptionError } from '../src/index.js';
-import type { Endpoint as EndpointType } from '../src/index.js';
+import { Endpoint, EndpointBalancer, InvalidOptionError } from '../../src/index.js';
+import type { Endpoint as EndpointType } from '../../src/index.js';
 
-const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const A = 'http://127.0.0.1:12001';
 const B = 'http://127.0.0.1:12002';

@@ -1,5 +1,5 @@
-import { InitialClusterError } from './errors.js';
-import { parseHostPortUrl } from './validate-options.js';
+import { InitialClusterError } from '../errors.js';
+import { parseHostPortUrl } from '../validate-options.js';
 
 /**
  * Parses etcd's `--initial-cluster` value, `name=peerURL,name2=peerURL2`.

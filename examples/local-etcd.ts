@@ -42,6 +42,11 @@ export interface LocalEtcdOptions {
   scheme?: 'http' | 'https';
   /** Wait until the member answers `/health` with `"true"`. Default: true. */
   waitHealthy?: boolean;
+  /**
+   * `--enable-v2`: serve the v2 API. `false` starts a member the way etcd
+   * 3.5 and 3.6 run by default, v3 only (`/v2/keys` answers 404). Default: true.
+   */
+  enableV2?: boolean;
 }
 
 export interface LocalEtcd {
@@ -80,7 +85,8 @@ export async function freePort(): Promise<number> {
   const top = Math.max(low - 1, 11000);
   for (let i = 0; i < 50; i++) {
     const port = 10000 + Math.floor(Math.random() * (top - 10000));
-    if (await canBind(port)) return port;
+    // 10080 is on the fetch standard's list of blocked ports: fetch() to it fails before connecting.
+    if (port !== 10080 && (await canBind(port))) return port;
   }
   throw new Error(`no free TCP port on 127.0.0.1 between 10000 and ${top} after 50 tries`);
 }
@@ -137,7 +143,7 @@ async function startOne(options: LocalEtcdOptions): Promise<LocalEtcd> {
   const peerUrl = `${scheme}://127.0.0.1:${peerPort}`;
   const args = [
     '--name', name,
-    '--enable-v2',
+    ...(options.enableV2 === false ? [] : ['--enable-v2']),
     '--data-dir', dataDir,
     '--listen-client-urls', clientUrl,
     '--advertise-client-urls', options.advertiseClientUrl ?? clientUrl,
@@ -199,13 +205,13 @@ async function startOne(options: LocalEtcdOptions): Promise<LocalEtcd> {
  * free is retried with fresh ports (up to 3 tries); any other failure throws
  * with the member's log.
  */
-export async function startCluster(size: number): Promise<LocalEtcd[]> {
+export async function startCluster(size: number, options: Pick<LocalEtcdOptions, 'enableV2' | 'extraArgs'> = {}): Promise<LocalEtcd[]> {
   for (let attempt = 1; ; attempt++) {
     const ports: Array<{ name: string; clientPort: number; peerPort: number }> = [];
     for (let i = 0; i < size; i++) ports.push({ name: `node${i + 1}`, clientPort: await freePort(), peerPort: await freePort() });
     const initialCluster = ports.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(',');
     const initialClusterToken = `t-cluster-${ports[0]!.clientPort}`;
-    const members = await Promise.all(ports.map((p) => startEtcd({ ...p, initialCluster, initialClusterToken, waitHealthy: false })));
+    const members = await Promise.all(ports.map((p) => startEtcd({ ...options, ...p, initialCluster, initialClusterToken, waitHealthy: false })));
     try {
       await Promise.all(members.map((m) => waitHealthy(m.clientUrl, 30000, m.exited)));
       return members;

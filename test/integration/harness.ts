@@ -60,9 +60,9 @@ export async function member(options?: LocalEtcdOptions): Promise<LocalEtcd> {
   return m;
 }
 
-/** A real n-member cluster, stopped by `cleanup()`. */
-export async function cluster(size: number): Promise<LocalEtcd[]> {
-  const ms = await startCluster(size);
+/** A real n-member cluster, stopped by `cleanup()`; `enableV2: false` starts v3-only members (etcd 3.5/3.6's default). */
+export async function cluster(size: number, options?: Pick<LocalEtcdOptions, 'enableV2' | 'extraArgs'>): Promise<LocalEtcd[]> {
+  const ms = await startCluster(size, options);
   for (const m of ms) cleanups.push(() => m.stop());
   return ms;
 }

@@ -132,8 +132,9 @@ export interface MigrateV2StoreOptions {
    */
   prune?: boolean;
   /**
-   * After the copy, write empty revisions (puts of the action key, which give
-   * no v2 event) until the target's v2 index is at least the source's. v2
+   * After the copy, write empty revisions (puts of a key outside the prefix,
+   * deleted at the end: no v2 event) until the target's v2 index is at
+   * least the source's (one beyond at most). v2
    * clients carry indexes across the switch (a watch's `waitIndex`, a
    * `prevIndex`), and the v3 backend names in-order keys after the index: a
    * target behind the source would hold back watches and give new in-order
@@ -440,7 +441,7 @@ async function copy(o: CheckedOptions, started: number): Promise<MigrationReport
     progress();
   }
 
-  // 5. The target's v2 index up to the source's: empty revisions (the action key alone gives no v2 event).
+  // 5. The target's v2 index up to the source's: revisions outside the prefix (no v2 event).
   let indexAdvanced = 0;
   if (o.matchIndex) {
     const goal = sourceIndex + 1;
@@ -461,6 +462,7 @@ async function copy(o: CheckedOptions, started: number): Promise<MigrationReport
       }
     });
     await Promise.all(lanes);
+    if (indexAdvanced > 0) await writer.dropPadKey();
     if (indexAdvanced > 0) o.onProgress?.({ copied, skipped: unchanged + skippedExpired, total, indexGap: 0 });
   }
   return {
@@ -797,6 +799,9 @@ async function readTarget(client: V3Client, prefix: string, signal: AbortSignal 
   }
 }
 
+/** The key the index matching puts, outside every prefix (v3 prefixes start with '/'), and deletes when done. */
+const INDEX_PAD_KEY = Buffer.from('\0etcd-v2-proxy/migrate-index-pad');
+
 /** Writes batches and grants the leases of their TTLs. */
 class TargetWriter {
   private readonly o: CheckedOptions;
@@ -819,11 +824,21 @@ class TargetWriter {
     this.revision = Math.max(this.revision, res.header.revision);
   }
 
-  /** One revision with nothing but the action key ("set", no node: no v2 event); resolves to it. */
+  /**
+   * One revision that no v2 reader sees: a put of {@link INDEX_PAD_KEY},
+   * outside the prefix. (Not the action key alone: a revision under the
+   * prefix without a node crashes an etcd 3.4 member serving the prefix
+   * through its emulation while one of its v2 watches is open.) Resolves to it.
+   */
   async emptyRevision(): Promise<number> {
-    const res = await targetCall(() => this.o.target.put({ key: this.actionKey, value: SET }, { signal: this.o.signal }), this.o.signal);
+    const res = await targetCall(() => this.o.target.put({ key: INDEX_PAD_KEY, value: SET }, { signal: this.o.signal }), this.o.signal);
     this.revision = Math.max(this.revision, res.header.revision);
     return res.header.revision;
+  }
+
+  /** Deletes {@link INDEX_PAD_KEY} once the index is matched. */
+  async dropPadKey(): Promise<void> {
+    await targetCall(() => this.o.target.deleteRange({ key: INDEX_PAD_KEY }, { signal: this.o.signal }), this.o.signal);
   }
 
   /** The lease of nodes that run out at `expiry` (granted on first use); undefined when that is past. */

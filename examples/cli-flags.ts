@@ -59,6 +59,24 @@ export const FLAGS: Record<string, FlagSpec> = {
     default: '1',
     help: 'Not an etcd flag: most plain key reads (GET under /v2/keys, no wait, no quorum) arriving together that are pipelined on one connection to a member (1 = no pipelining; 8 saves CPU under load).',
   },
+  'backend': {
+    group: 'Proxy',
+    value: 'v2|v3',
+    default: 'v2',
+    help: "Not an etcd flag. 'v2' forwards v2 requests to the members' v2 API (etcd 3.4, 3.5 with --enable-v2); 'v3' serves the v2 API from the cluster's v3 API (etcd 3.5, 3.6). Every proxy of a cluster must use the same.",
+  },
+  'v3-prefix': {
+    group: 'Proxy',
+    value: 'prefix',
+    default: '/v2',
+    help: "Not an etcd flag; with --backend v3: the v3 key prefix of the v2 tree, in the layout of etcd's --experimental-enable-v2v3 <prefix>.",
+  },
+  'v3-user': {
+    group: 'Proxy',
+    value: 'name:password',
+    default: '',
+    help: 'Not an etcd flag; with --backend v3 on a cluster with v3 auth on: the v3 user the proxy signs in as (a client certificate: --cert-file/--key-file).',
+  },
   'cert-file': { group: 'Security', value: 'path', default: '', help: 'PEM certificate of the https:// listeners; also shown to members on https:// client URLs.' },
   'key-file': { group: 'Security', value: 'path', default: '', help: 'PEM key of --cert-file.' },
   'client-cert-auth': { group: 'Security', value: 'bool', default: 'false', boolean: true, help: 'Refuse https clients without a certificate signed by --trusted-ca-file, at the handshake.' },
@@ -158,6 +176,13 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
   for (const f of ['cert-file', 'key-file', 'trusted-ca-file', 'peer-cert-file', 'peer-key-file', 'peer-trusted-ca-file', 'cors']) {
     if (values.get(f) === '') throw new FlagError(`--${f} must not be empty`);
   }
+  const backend = values.get('backend') ?? 'v2';
+  if (backend !== 'v2' && backend !== 'v3') throw new FlagError(`--backend: expected v2 or v3, got "${backend}"`);
+  for (const f of ['v3-prefix', 'v3-user']) {
+    if (values.has(f) && backend !== 'v3') throw new FlagError(`--${f} needs --backend v3`);
+  }
+  const v3User = values.get('v3-user');
+  if (v3User !== undefined && !/^[^:]+:/.test(v3User)) throw new FlagError('--v3-user: expected name:password');
   if (values.get('peer-client-cert-auth') === 'true') warnings.push('warning: --peer-client-cert-auth is ignored: a proxy has no peer listener');
 
   return {
@@ -181,6 +206,9 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
       writeTimeout: ms(values, 'proxy-write-timeout', 0),
       readTimeout: ms(values, 'proxy-read-timeout', 0),
       pipelineReads: count(values, 'pipeline-reads', 1, 64),
+      ...(backend === 'v3' ? { backend: 'v3' as const } : {}),
+      ...optional('v3Prefix', values.get('v3-prefix')),
+      ...(v3User === undefined ? {} : { v3Username: v3User.slice(0, v3User.indexOf(':')), v3Password: v3User.slice(v3User.indexOf(':') + 1) }),
       ...optional('certFile', values.get('cert-file')),
       ...optional('keyFile', values.get('key-file')),
       ...optional('trustedCaFile', values.get('trusted-ca-file')),

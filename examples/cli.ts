@@ -4,6 +4,9 @@
  *   npx tsx examples/cli.ts --proxy on --listen-client-urls http://127.0.0.1:22379 \
  *       --initial-cluster myetcd1=http://127.0.0.1:12380 --data-dir /tmp/proxy
  *
+ * `npx tsx examples/cli.ts migrate --help` copies a v2 store into the v3
+ * layout, for `--backend v3` (examples/migrate.ts).
+ *
  * Exit codes: 0 after SIGINT/SIGTERM, 1 when the proxy cannot start, 2 for a
  * bad command line. Logs etcd-style lines on stderr.
  */
@@ -42,6 +45,10 @@ const FLAG_OF: Record<string, string> = {
   writeTimeout: '--proxy-write-timeout',
   readTimeout: '--proxy-read-timeout',
   pipelineReads: '--pipeline-reads',
+  backend: '--backend',
+  v3Prefix: '--v3-prefix',
+  v3Username: '--v3-user',
+  v3Password: '--v3-user',
   certFile: '--cert-file',
   keyFile: '--key-file',
   trustedCaFile: '--trusted-ca-file',
@@ -59,6 +66,12 @@ function fail(code: 1 | 2, message: string): never {
 }
 
 async function main(argv: readonly string[]): Promise<void> {
+  if (argv[0] === 'migrate') {
+    // `cli.ts migrate --from <v2 member> --to <v3 member> ...`: copies a v2 store into the v3 layout (examples/migrate.ts).
+    const { migrateMain } = await import('./migrate.js');
+    process.exitCode = await migrateMain(argv.slice(1));
+    return;
+  }
   let flags: ParsedFlags;
   try {
     flags = parseFlags(argv);
@@ -100,7 +113,8 @@ async function main(argv: readonly string[]): Promise<void> {
     throw err;
   }
 
-  log('N', 'this proxy supports v2 API only!');
+  if (flags.options.backend === 'v3') log('N', `serving the v2 API from the cluster's v3 API, v2 tree under v3 prefix "${proxy.v3Backend?.prefix}"`);
+  else log('N', 'this proxy supports v2 API only!');
   if (proxy.peerUrlsSource === 'discovery' && discoveryProxy !== undefined) log('I', `discovery went through proxy "${discoveryProxy}"`);
   const srvNames = discoverySrv === undefined ? undefined : srvServiceNames(discoverySrv, discoverySrvName);
   const source = {

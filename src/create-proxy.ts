@@ -16,7 +16,9 @@ import type { ClusterSnapshot } from './cluster/cluster-resolver.js';
 import type { DiscoveryProgress, DiscoveryRetry } from './cluster/discovery.js';
 import type { BalancerStrategy, StrategyName } from './balancer/balancer-strategy.js';
 import { EndpointBalancer } from './balancer/endpoint-balancer.js';
-import { InvalidOptionError } from './errors.js';
+import { InvalidOptionError, V2DisabledError } from './errors.js';
+import { getJson } from './cluster/get-json.js';
+import { V3Backend } from './v3-backend/v3-backend.js';
 import { describe, durationOption, signalOption } from './validate-options.js';
 import { sortConnections, V3_REFUSAL_MESSAGE } from './transport/v3-client-refusal.js';
 import { ClientConnections } from './transport/client-connection.js';
@@ -185,6 +187,25 @@ export interface CreateProxyOptions {
    * default ones. Default: a new registry with the proxy's metrics only.
    */
   metricsRegistry?: Registry<RegistryContentType>;
+  /**
+   * Where v2 requests are served from. `v2`: forwarded to the members' own v2
+   * API (etcd's `--proxy`); start-up fails with {@link V2DisabledError} when
+   * the members answer `/v2/keys` with 404. `v3`: answered by this proxy from
+   * the cluster's v3 API ({@link V3Backend}), for etcd 3.5 without
+   * `--enable-v2` and etcd 3.6. Never detected: two proxies that disagree
+   * would split the data. CLI: `--backend`. Default: `v2`.
+   */
+  backend?: 'v2' | 'v3';
+  /**
+   * With `backend: 'v3'`: the v3 key prefix under which the v2 tree lives
+   * (etcd 3.4/3.5's `--experimental-enable-v2v3` layout). Every proxy of a
+   * cluster must use the same. CLI: `--v3-prefix`. Default: `/v2`.
+   */
+  v3Prefix?: string;
+  /** With `backend: 'v3'` on a cluster with v3 auth enabled: the v3 user. CLI: `--v3-user name:password`. Default: none. */
+  v3Username?: string;
+  /** Password of `v3Username`. */
+  v3Password?: string;
   /** Aborting it closes the proxy. */
   signal?: AbortSignal;
 }
@@ -264,6 +285,8 @@ export interface EtcdV2Proxy extends EventEmitter<EtcdV2ProxyEvents> {
   readonly balancer: EndpointBalancer;
   /** The `(req, res)` handler the listeners serve. */
   readonly handler: V2ProxyHandler;
+  /** With `backend: 'v3'`: what serves the v2 API from the v3 API; undefined when forwarding. */
+  readonly v3Backend: V3Backend | undefined;
   /** The metrics served on `GET /metrics` (see {@link METRICS_PATH}). */
   readonly metrics: ProxyMetrics;
   /**
@@ -326,6 +349,17 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
   durationOption('refreshInterval', options.refreshInterval, 30000, 1);
   durationOption('dialTimeout', options.dialTimeout, 1000, 1);
   durationOption('startTimeout', options.startTimeout, 15000, 1);
+  const backendKind = options.backend ?? 'v2';
+  if (backendKind !== 'v2' && backendKind !== 'v3') {
+    throw new InvalidOptionError('backend', `expected "v2" or "v3", got ${describe(options.backend)}`);
+  }
+  if (backendKind === 'v2') {
+    for (const name of ['v3Prefix', 'v3Username', 'v3Password'] as const) {
+      if (options[name] !== undefined) throw new InvalidOptionError(name, 'only used with backend "v3"');
+    }
+  }
+  let v3: V3Backend | undefined;
+  let running: RunningProxy | undefined;
   const balancer = new EndpointBalancer({
     failureWait: options.failureWait,
     idleTimeout: options.idleTimeout,
@@ -333,7 +367,25 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
     leaderWrites: options.leaderWrites,
     leaderRefreshInterval: options.refreshInterval,
     tls: tls.forward,
+    ...(backendKind === 'v3' ? { leaderLookup: (_e, lookupSignal) => v3!.lookUpLeader(lookupSignal) } : {}),
   });
+  if (backendKind === 'v3') {
+    try {
+      v3 = new V3Backend({
+        balancer,
+        prefix: options.v3Prefix,
+        tls: tls.forward,
+        username: options.v3Username,
+        password: options.v3Password,
+        dialTimeout: options.dialTimeout,
+        // The members serve no v2: v2 clients that sync their endpoints must stay on the proxy.
+        advertiseClientUrls: () => running?.advertisedUrls() ?? [],
+      });
+    } catch (err) {
+      balancer.close();
+      throw err;
+    }
+  }
   const handler = new V2ProxyHandler({
     balancer,
     mode: options.mode,
@@ -345,12 +397,14 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
     pipelineReads: options.pipelineReads,
     cors: options.cors,
     resolver: membership,
+    backend: v3,
   });
   let metrics: ProxyMetrics;
   try {
     metrics = new ProxyMetrics({ handler, balancer, resolver: membership, registry: options.metricsRegistry });
   } catch (err) {
     handler.close();
+    v3?.close();
     balancer.close();
     throw err instanceof InvalidOptionError && err.option === 'registry' ? new InvalidOptionError('metricsRegistry', err.message.replace(/^invalid option registry: /, '')) : err;
   }
@@ -371,6 +425,7 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
   } catch (err) {
     metrics.close();
     handler.close();
+    v3?.close();
     balancer.close();
     throw err;
   }
@@ -384,7 +439,8 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
     tls: tls.peer,
   });
   resolverRef = resolver;
-  const proxy = new RunningProxy(resolver, balancer, handler, options.dataDir, fromFile, peerUrls, shutdownTimeout, found.source, metrics);
+  const proxy = new RunningProxy(resolver, balancer, handler, options.dataDir, fromFile, peerUrls, shutdownTimeout, found.source, metrics, v3);
+  running = proxy;
   for (const [event, listener] of Object.entries(listeners)) proxy.on(event as keyof EtcdV2ProxyEvents, listener as (...args: unknown[]) => void);
   resolver.on('members', (snapshot) => proxy.onMembers(snapshot));
   const onAbort = (): void => void proxy.close();
@@ -395,6 +451,8 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
     // known before the first member list arrives (see onMembers).
     await proxy.listen(listen, serverTimeouts, tls.listener);
     await resolver.start();
+    if (v3 !== undefined) await v3.check(signal);
+    else await checkV2Served(balancer, tls.forward, options.startTimeout ?? 15000, signal);
     await proxy.persisting;
     proxy.started();
   } catch (err) {
@@ -426,6 +484,7 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
     private readonly shutdownTimeout: number,
     source: PeerUrlsSource,
     readonly metrics: ProxyMetrics,
+    readonly v3Backend: V3Backend | undefined,
   ) {
     super();
     this.peerUrlsSource = source;
@@ -545,6 +604,15 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
     }
   }
 
+  /** The URLs v2 clients are told to reach this proxy on: the listen URLs, a wildcard host shown as loopback (a client on this host reaches it there). */
+  advertisedUrls(): string[] {
+    return this.addresses.map((a) => {
+      if (a.host === '0.0.0.0' || a.host === '') return a.url.replace('//0.0.0.0:', '//127.0.0.1:');
+      if (a.host === '::') return a.url.replace('//[::]:', '//[::1]:');
+      return a.url;
+    });
+  }
+
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.resolver.close();
@@ -552,6 +620,7 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
       const closed = this.servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve())));
       await this.handler.drain(this.shutdownTimeout);
       for (const s of this.servers) s.closeAllConnections();
+      this.v3Backend?.close();
       this.balancer.close();
       await Promise.all(closed);
       await this.persisting;
@@ -613,6 +682,25 @@ function isWildcard(host: string): boolean {
  * `keyFile`, `trustedCaFile`), or the peer ones when no client certificate is
  * set and some peer setting is, as etcd's proxy falls back.
  */
+/**
+ * With the forwarding backend: the first member that answers `GET /v2/keys`
+ * must not answer 404 (v2 turned off), or there is nothing to forward to. A
+ * member that does not answer at all is not a verdict: the next is asked, and
+ * with none answering the proxy starts (members come and go).
+ */
+async function checkV2Served(balancer: EndpointBalancer, tlsOptions: UpstreamTlsOptions | undefined, timeout: number, signal: AbortSignal | undefined): Promise<void> {
+  const tls = upstreamTlsOption(tlsOptions, 'tls');
+  for (const e of balancer.available) {
+    try {
+      const res = await getJson(`${e.url}/v2/keys`, { dialTimeout: Math.min(timeout, 2000), timeout: Math.min(timeout, 5000), signal, tls });
+      if (res.status === 404) throw new V2DisabledError(e.url);
+      return;
+    } catch (err) {
+      if (err instanceof V2DisabledError || signal?.aborted === true) throw err;
+    }
+  }
+}
+
 function tlsSettings(
   options: CreateProxyOptions,
   listen: readonly URL[],

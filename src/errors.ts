@@ -215,3 +215,39 @@ export class SrvDiscoveryError extends EtcdProxyError {
     this.lookups = lookups;
   }
 }
+
+/**
+ * The cluster's members do not serve the v2 API (`/v2/keys` answers 404: etcd
+ * 3.5 without `--enable-v2`, etcd 3.6), so a forwarding proxy
+ * (`backend: 'v2'`) would have nothing to forward to. Start the proxy with
+ * `backend: 'v3'` (CLI `--backend v3`) to serve v2 clients from the v3 API.
+ * @public
+ */
+export class V2DisabledError extends EtcdProxyError {
+  /** Always `ERR_ETCD_PROXY_V2_DISABLED`. */
+  declare readonly code: 'ERR_ETCD_PROXY_V2_DISABLED';
+  /** The client URL that answered 404. */
+  readonly endpoint: string;
+
+  constructor(endpoint: string) {
+    super(
+      'ERR_ETCD_PROXY_V2_DISABLED',
+      `the cluster does not serve the v2 API (${endpoint}/v2/keys answered 404: etcd 3.6, or 3.5 without --enable-v2): start the proxy with --backend v3`,
+    );
+    this.endpoint = endpoint;
+  }
+}
+
+/**
+ * The v3 backend could not start: the cluster's v3 API did not answer, refused
+ * the credentials, or the `v3Prefix` holds data that is not a v2 tree.
+ * @public
+ */
+export class V3BackendStartError extends EtcdProxyError {
+  /** Always `ERR_ETCD_PROXY_V3_BACKEND_START`. */
+  declare readonly code: 'ERR_ETCD_PROXY_V3_BACKEND_START';
+
+  constructor(problem: string, cause?: unknown) {
+    super('ERR_ETCD_PROXY_V3_BACKEND_START', `v3 backend: ${problem}`, cause === undefined ? undefined : { cause });
+  }
+}

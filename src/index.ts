@@ -1,7 +1,7 @@
 export { ClusterResolver } from './cluster/cluster-resolver.js';
 export type { ClusterMember, ClusterResolverEvents, ClusterResolverOptions, ClusterSnapshot } from './cluster/cluster-resolver.js';
 export { EndpointBalancer } from './balancer/endpoint-balancer.js';
-export type { EndpointBalancerEvents, EndpointBalancerOptions, ReadmissionInfo } from './balancer/endpoint-balancer.js';
+export type { EndpointBalancerEvents, EndpointBalancerOptions, LeaderLookup, ReadmissionInfo } from './balancer/endpoint-balancer.js';
 export { Endpoint } from './balancer/endpoint.js';
 export type { EndpointState } from './balancer/endpoint.js';
 export type { BalancerStrategy, PickContext, StrategyName } from './balancer/balancer-strategy.js';
@@ -27,6 +27,11 @@ export type { DiscoveredCluster, DiscoveryOptions, DiscoveryProgress, DiscoveryR
 export { createDnsLookup, discoverSrv, srvServiceNames } from './cluster/srv-discovery.js';
 export type { SrvCluster, SrvDiscoveryOptions, SrvPeer } from './cluster/srv-discovery.js';
 export type { PeerUrlsSource } from './cluster/bootstrap-peers.js';
+export { DEFAULT_V3_PREFIX, V3Backend } from './v3-backend/v3-backend.js';
+export type { V3BackendOptions } from './v3-backend/v3-backend.js';
+export { V2Error } from './v3-backend/v2-error.js';
+export type { V2ErrorJson } from './v3-backend/v2-error.js';
+export { V3RpcError } from './v3-backend/v3-client.js';
 export { refuseV3Clients, V3_REFUSAL_MESSAGE } from './transport/v3-client-refusal.js';
 export {
   ClusterFileError,
@@ -38,5 +43,7 @@ export {
   MemberDataDirError,
   SrvDiscoveryError,
   UpstreamError,
+  V2DisabledError,
+  V3BackendStartError,
 } from './errors.js';
 export type { DiscoveryErrorReason } from './errors.js';

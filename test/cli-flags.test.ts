@@ -58,7 +58,23 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     assert.deepEqual(f.options.listenClientUrls, ['http://127.0.0.1:1', 'http://127.0.0.1:2']);
   });
 
+  test('--backend v3 with --v3-prefix and --v3-user (the password may hold colons)', () => {
+    const f = parseFlags(['--backend', 'v3', '--v3-prefix', '/legacy', '--v3-user', 'proxy:pa:ss']);
+    assert.equal(f.options.backend, 'v3');
+    assert.equal(f.options.v3Prefix, '/legacy');
+    assert.equal(f.options.v3Username, 'proxy');
+    assert.equal(f.options.v3Password, 'pa:ss');
+    const d = parseFlags([]);
+    assert.equal(d.options.backend, undefined, 'forwarding (v2) by default');
+    assert.equal(d.options.v3Prefix, undefined);
+  });
+
   const bad: Array<[string[], RegExp]> = [
+    [['--backend', 'v4'], /^--backend: expected v2 or v3, got "v4"$/],
+    [['--v3-prefix', '/p'], /^--v3-prefix needs --backend v3$/],
+    [['--backend', 'v2', '--v3-user', 'a:b'], /^--v3-user needs --backend v3$/],
+    [['--backend', 'v3', '--v3-user', 'nopassword'], /^--v3-user: expected name:password$/],
+    [['--backend', 'v3', '--v3-user', ':pw'], /^--v3-user: expected name:password$/],
     [['--proxy', 'off'], /^--proxy off means running an etcd member/],
     [['--proxy', 'maybe'], /^--proxy must be on or readonly, got "maybe"$/],
     [['--bogus', '1'], /^unknown flag --bogus/],

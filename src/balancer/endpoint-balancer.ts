@@ -37,6 +37,13 @@ export interface EndpointBalancerOptions {
   leaderWrites?: boolean;
   /** ms between leader look-ups (`GET /v2/members/leader`). Default: 30000, etcd's refresh interval. */
   leaderRefreshInterval?: number;
+  /**
+   * How one usable endpoint is asked for the leader: resolves to the leader's
+   * client URLs, or undefined when that endpoint can't tell (the next one is
+   * asked; so it is when it rejects). Default: `GET /v2/members/leader` (the
+   * v2 API); the v3 backend gives one that asks v3's Maintenance.Status.
+   */
+  leaderLookup?: LeaderLookup;
   /** ms a health probe (`GET /health` on the client URL) may take, connection included. Default: 2000. */
   probeTimeout?: number;
   /** Longest wait between two probes of an endpoint that stays down (the wait doubles from `failureWait`). Default: 30000. */
@@ -60,6 +67,12 @@ export interface EndpointBalancerOptions {
   /** Aborting it closes the balancer, as {@link EndpointBalancer.close} does. */
   signal?: AbortSignal;
 }
+
+/**
+ * The hook {@link EndpointBalancerOptions.leaderLookup} takes.
+ * @public
+ */
+export type LeaderLookup = (endpoint: Endpoint, signal: AbortSignal) => Promise<readonly string[] | undefined>;
 
 /**
  * How long an endpoint was out, and why, given with `endpointUp`.
@@ -139,6 +152,7 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
   private readonly closer = new AbortController();
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort = (): void => this.close();
+  private readonly leaderLookupHook: LeaderLookup;
 
   constructor(options: EndpointBalancerOptions = {}) {
     super();
@@ -154,6 +168,10 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
       throw new InvalidOptionError('leaderWrites', `expected true or false, got ${describe(options.leaderWrites)}`);
     }
     this.leaderWrites = options.leaderWrites ?? true;
+    if (options.leaderLookup !== undefined && typeof options.leaderLookup !== 'function') {
+      throw new InvalidOptionError('leaderLookup', `expected a function, got ${describe(options.leaderLookup)}`);
+    }
+    this.leaderLookupHook = options.leaderLookup ?? ((e, signal) => this.askV2Leader(e, signal));
     this.signal = signalOption(options.signal);
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
     if (options.endpoints !== undefined) this.setEndpoints(options.endpoints);
@@ -379,14 +397,13 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
     this.leaderTimer.unref();
   }
 
-  /** Asks the usable endpoints, in turn, `GET /v2/members/leader` and matches its client URLs to an endpoint. */
+  /** Asks the usable endpoints, in turn, for the leader (`leaderLookup`) and matches its client URLs to an endpoint. */
   private async lookUpLeader(): Promise<void> {
     for (const e of this.list) {
       if (e.state !== 'up' || this.closer.signal.aborted) continue;
       try {
-        const res = await getJson(`${e.url}/v2/members/leader`, { dialTimeout: this.probeTimeout, timeout: this.probeTimeout, signal: this.closer.signal, tls: this.tls });
-        const urls = (res.body as { clientURLs?: unknown } | undefined)?.clientURLs;
-        if (res.status !== 200 || !Array.isArray(urls)) continue;
+        const urls = await this.leaderLookupHook(e, this.closer.signal);
+        if (urls === undefined) continue;
         const normalized = new Set(urls.map((u) => (typeof u === 'string' ? parseHostPortUrl(u).url : undefined)));
         if (this.closer.signal.aborted) return;
         this.setLeader(this.list.find((x) => normalized.has(x.url)));
@@ -397,5 +414,12 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
     }
     if (!this.closer.signal.aborted) this.setLeader(undefined);
   }
-}
 
+  /** The default leader look-up: `GET /v2/members/leader` on the endpoint. */
+  private async askV2Leader(e: Endpoint, signal: AbortSignal): Promise<readonly string[] | undefined> {
+    const res = await getJson(`${e.url}/v2/members/leader`, { dialTimeout: this.probeTimeout, timeout: this.probeTimeout, signal, tls: this.tls });
+    const urls = (res.body as { clientURLs?: unknown } | undefined)?.clientURLs;
+    if (res.status !== 200 || !Array.isArray(urls)) return undefined;
+    return urls.filter((u): u is string => typeof u === 'string');
+  }
+}

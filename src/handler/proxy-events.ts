@@ -34,7 +34,7 @@ export type DropReason =
 export interface ForwardedEvent {
   readonly method: string;
   readonly url: string;
-  /** Client URL of the member that answered. */
+  /** Client URL of the member that answered; `v3` for an answer of the v3 backend (`--backend v3`). */
   readonly endpoint: string;
   readonly status: number;
   /** ms from the request's arrival to the member's response headers. */

@@ -10,8 +10,10 @@ import { InvalidOptionError } from '../errors.js';
 import { forwardDeadlines, forwardRequest, rawHeader } from '../forwarding/forward-request.js';
 import type { ClientRequest, ClientResponse, ForwardSettings, InFlight } from '../forwarding/forward-request.js';
 import { sendJsonError } from './json-error.js';
+import { queryFlag } from './v2-query.js';
 import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
 import { describe, durationOption, positiveIntegerOption, signalOption } from '../validate-options.js';
+import type { V3Backend } from '../v3-backend/v3-backend.js';
 
 const debug = createDebug('etcd-v2-proxy:handler');
 
@@ -93,6 +95,17 @@ export interface V2ProxyHandlerOptions {
    * (docs/benchmarks.md).
    */
   pipelineReads?: number;
+  /**
+   * Where the v2 API is served from. Default: not set: every request is
+   * forwarded to the members' own v2 API (etcd's `--proxy`). A
+   * {@link V3Backend}: the v2 API (`/v2/keys`, `/v2/members`, `/v2/machines`,
+   * `/v2/stats/*`, `/v2/auth/*`) is answered from the cluster's v3 API, for
+   * members that do not serve v2 (etcd 3.5's default, etcd 3.6); the rest
+   * (`/version`, `/health`) is still forwarded. The handler routes to it and
+   * ends its watches on {@link V2ProxyHandler.drain}; closing it is the
+   * caller's job (`createProxy` does). CLI: `--backend v3`.
+   */
+  backend?: V3Backend;
   /** Aborting it closes the handler, as {@link V2ProxyHandler.close} does. */
   signal?: AbortSignal;
 }
@@ -161,6 +174,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
   private readonly settings: ForwardSettings;
   private readonly cors: CorsPolicy | undefined;
   private readonly resolver: MembershipView | undefined;
+  private readonly backend: V3Backend | undefined;
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort = (): void => this.close();
   private closed = false;
@@ -184,6 +198,10 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       throw new InvalidOptionError('resolver', `expected a ClusterResolver, got ${describe(options.resolver)}`);
     }
     this.resolver = options.resolver;
+    if (options.backend !== undefined && (options.backend === null || typeof options.backend !== 'object' || typeof options.backend.handles !== 'function')) {
+      throw new InvalidOptionError('backend', `expected a V3Backend, got ${describe(options.backend)}`);
+    }
+    this.backend = options.backend;
     this.maxBodyBytes = positiveIntegerOption('maxBodyBytes', options.maxBodyBytes, 10 * 1024 * 1024);
     this.settings = {
       balancer,
@@ -211,6 +229,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
         !this.settings.stopping &&
         !this.refusedByMode(method) &&
         !isOwnPath(url) &&
+        !(this.backend?.handles(url) ?? false) &&
         bodyLength <= this.maxBodyBytes &&
         !this.loopedBack(via),
       forward: (req, res, body, length, arrived) => {
@@ -222,7 +241,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
 
   /** Number of upstream requests in flight (watches included). */
   get inFlight(): number {
-    return this.settings.inFlight.size;
+    return this.settings.inFlight.size + (this.backend?.inFlight ?? 0) + (this.backend?.watchCount ?? 0);
   }
 
   /**
@@ -235,8 +254,9 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
   async drain(timeoutMs: number): Promise<void> {
     this.settings.stopping = true;
     for (const watch of this.settings.watches) watch.abort();
+    this.backend?.endWatches();
     const deadline = Date.now() + timeoutMs;
-    while (this.settings.inFlight.size > 0 && Date.now() < deadline && !this.closed) {
+    while (this.settings.inFlight.size + (this.backend?.inFlight ?? 0) > 0 && Date.now() < deadline && !this.closed) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
     }
     this.close();
@@ -254,8 +274,27 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     this.signal?.removeEventListener('abort', this.onAbort);
     for (const up of [...this.settings.inFlight]) up.abort();
     this.settings.inFlight.clear();
+    this.backend?.endWatches();
     this.settings.watches.clear();
     this.settings.deadlines.close();
+  }
+
+  /** A v2 request answered by the v3 backend: reported as `forwarded` (endpoint `v3`) once its head is sent, so metrics count it as a member's answer. */
+  private serveFromBackend(backend: V3Backend, req: IncomingMessage, res: ServerResponse, method: string, url: string, arrived: number): void {
+    const answered = backend.serve(req, res);
+    if (this.listenerCount('forwarded') === 0) return;
+    void answered.then(() => {
+      if (!res.headersSent) return;
+      this.emit('forwarded', {
+        method,
+        url,
+        endpoint: 'v3',
+        status: res.statusCode,
+        durationMs: performance.now() - arrived,
+        attempts: 1,
+        watch: method === 'GET' && queryFlag(url, 'wait'),
+      });
+    });
   }
 
   private serve(req: IncomingMessage, res: ServerResponse): void {
@@ -301,6 +340,10 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       this.dropped(method, url, 'loop', 508);
       sendJsonError(res, 508, `httpproxy: request loop detected: this request already passed through this proxy (Via: ${via})`);
       req.resume();
+      return;
+    }
+    if (this.backend?.handles(url)) {
+      this.serveFromBackend(this.backend, req, res, method, url, arrived);
       return;
     }
     const length = rawHeader(raw, 'content-length');

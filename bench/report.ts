@@ -3,13 +3,16 @@
  * tables printed at the end of a run).
  */
 import type { ProfileSummary } from './profile.js';
+import { v3Section } from './v3-report.js';
+import type { V3Data } from './v3-report.js';
 
 /**
  * `node-semi4`: this proxy under `node --max-semi-space-size=4` (the watch
  * test's largest N only). `node-pipe8`: this proxy with the opt-in
- * `pipelineReads: 8` (the request table only).
+ * `pipelineReads: 8` (the request table only). `node-v3`: this proxy with
+ * `backend: 'v3'` (the v3 section only).
  */
-export type SystemId = 'etcd' | 'node' | 'node-pipe8' | 'node-semi4' | 'go';
+export type SystemId = 'etcd' | 'node' | 'node-pipe8' | 'node-semi4' | 'go' | 'node-v3';
 
 /** The options `node-pipe8` adds to the default proxy's. */
 export const PIPELINED_OPTIONS = { pipelineReads: 8 } as const;
@@ -29,6 +32,7 @@ export const SYSTEM_TITLE: Record<SystemId, string> = {
   'node-pipe8': 'etcd-v2-proxy (this), pipelineReads: 8',
   'node-semi4': `etcd-v2-proxy (this), node ${SMALL_YOUNG_GENERATION}`,
   go: 'etcd --proxy on (Go)',
+  'node-v3': "etcd-v2-proxy (this), backend: 'v3'",
 };
 
 export interface Workload {
@@ -137,6 +141,8 @@ export interface ReportData {
   notes: string;
   elapsedS: number;
   skipped: string[];
+  /** The v3-backend section (issue 16). */
+  v3: V3Data | undefined;
 }
 
 export function median(xs: readonly number[]): number {
@@ -465,6 +471,7 @@ export function renderMarkdown(d: ReportData): string {
     '',
     targetTable(d),
     '',
+    v3Section(d.v3, d.reps, d.durationS),
     '## Profile',
     '',
     profileSection(d),

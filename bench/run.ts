@@ -3,13 +3,15 @@
  * child process) and etcd's Go proxy (`etcd --proxy on`, same flags) in front
  * of one real etcd member, driven by wrk, measured alternately; idle watchers
  * at scale through each proxy; leader-aware writes on a 3-member cluster
- * (issue 8); one `node --cpu-prof` run of this proxy. Writes
+ * (issue 8); one `node --cpu-prof` run of this proxy; this proxy with
+ * `backend: 'v3'` against the Go proxy on native v2, and 19,000 idle v2
+ * watchers through the v3 backend (issue 16). Writes
  * docs/benchmarks.md and prints the tables.
  *
  *   npm run bench                 full run (< 15 min), writes docs/benchmarks.md
  *   npm run bench -- --quick      < 2 min: GET 64 B and PUT 64 B at c=16, 1,000 watchers;
  *                                 writes <tmpdir>/etcd-v2-proxy-bench-quick.md
- *   --only load,profile,watch,leader
+ *   --only load,profile,watch,leader,v3
  *                                 run only these sections (the report goes to
  *                                 <tmpdir>/etcd-v2-proxy-bench-partial.md)
  *   --watchers 1000,9000          numbers of idle watchers instead of the plan's
@@ -33,10 +35,12 @@ import type { ProxyProcess } from './processes.js';
 import { cellOf, leaderTable, LOAD_SYSTEMS, loadTables, PIPELINED_OPTIONS, ratioTable, renderMarkdown, SMALL_YOUNG_GENERATION, targetTable, watchTable } from './report.js';
 import type { Cell, Facts, LeaderRun, ReportData, Run, SystemId, WatchResult, Workload } from './report.js';
 import { runWrk, wrkArgs, wrkVersion } from './wrk.js';
+import type { V3Data, V3WatchResult } from './v3-report.js';
+import { v3LoadTable, v3TargetTable, v3WatchTable } from './v3-report.js';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
-const SECTIONS = ['load', 'profile', 'watch', 'leader'] as const;
+const SECTIONS = ['load', 'profile', 'watch', 'leader', 'v3'] as const;
 const onlyIndex = argv.indexOf('--only');
 const only = onlyIndex >= 0 ? (argv[onlyIndex + 1] ?? '').split(',') : [...SECTIONS];
 for (const s of only) {
@@ -79,7 +83,8 @@ const plan = quick
       leaderReps: 3,
       leaderDurationS: 2,
       profileS: 3,
-      budgetS: 110,
+      v3Watchers: 2000,
+      budgetS: 150,
     }
   : {
       durationS: 3,
@@ -92,7 +97,8 @@ const plan = quick
       leaderReps: 3,
       leaderDurationS: 3,
       profileS: 5,
-      budgetS: 840,
+      v3Watchers: 19000,
+      budgetS: 1000,
     };
 
 if (workloadsIndex >= 0) {
@@ -339,6 +345,97 @@ async function watchScale(system: SystemId, n: number, member: LocalEtcd, initia
 
 const commands = new Map<string, string>();
 
+/**
+ * Issue 16: this proxy with `backend: 'v3'` against etcd's Go proxy on the
+ * member's native v2 (GET 64 B at c=16 and 64, PUT 64 B at c=16,
+ * alternating), then idle v2 watchers through the v3 backend.
+ */
+async function v3Section(skipped: string[]): Promise<V3Data> {
+  const member = await startEtcd();
+  members.push(member);
+  const initialCluster = `${member.name}=${member.peerUrl}`;
+  const v3Proxy = await startNodeProxy({ entry, port: await freePort(), initialCluster, dataDir: join(tmp, 'node-v3'), proxyOptions: { backend: 'v3' } });
+  proxies.add(v3Proxy);
+  const goProxy = await startGoProxy({ port: await freePort(), initialCluster, dataDir: join(tmp, 'go-proxy-v3') });
+  proxies.add(goProxy);
+  commands.set('v3 section: etcd member', etcdCommand(member, initialCluster, `t-${member.name}`));
+  commands.set("v3 section: this proxy with backend 'v3', and the Go proxy", `${v3Proxy.command}\n  ${goProxy.command}`);
+  // The same key in both stores: the member's native v2 store (for the Go proxy) and the v3 layout (through this proxy).
+  await put(`${member.clientUrl}/v2/keys/bench/v64`, 'a'.repeat(64));
+  await put(`${v3Proxy.url}/v2/keys/bench/v64`, 'a'.repeat(64));
+  const systems: System[] = [
+    { id: 'node-v3', url: v3Proxy.url, pid: v3Proxy.pid },
+    { id: 'go', url: goProxy.url, pid: goProxy.pid },
+  ];
+  const cells: Cell[] = [];
+  const get64 = WORKLOADS.find((w) => w.id === 'get64')!;
+  const put64 = WORKLOADS.find((w) => w.id === 'put64')!;
+  for (const s of systems) await measure(s, member, get64, 16, plan.warmupS);
+  for (const [w, c] of [[get64, 16], [get64, 64], [put64, 16]] as const) {
+    if (overBudget()) {
+      skipped.push(`v3 section: ${w.title} c=${c}`);
+      continue;
+    }
+    const mine: Run[] = [];
+    for (let rep = 0; rep < plan.reps; rep++) {
+      for (const s of rotate(systems, rep)) mine.push({ ...(await measure(s, member, w, c, plan.durationS)), rep });
+    }
+    for (const id of ['go', 'node-v3'] as const) cells.push(cellOf(mine.filter((r) => r.system === id)));
+    log(`v3 section ${w.title} c=${c}: ${cells.slice(-2).map((x) => `${x.system} ${Math.round(x.rps)} req/s cpu ${x.cpuPer1k?.toFixed(0)} ms/1k member ${x.memberCpuPer1k.toFixed(0)}`).join(' | ')}`);
+  }
+  await Promise.all([v3Proxy.stop(), goProxy.stop()]);
+  proxies.delete(v3Proxy);
+  proxies.delete(goProxy);
+
+  let watch: V3WatchResult | undefined;
+  if (overBudget()) skipped.push(`v3 section: ${plan.v3Watchers} watchers`);
+  else watch = await v3Watchers(plan.v3Watchers, member, initialCluster);
+  await member.stop();
+  members.splice(members.indexOf(member), 1);
+  return { cells, watch };
+}
+
+/** `n` idle v2 watchers through a fresh proxy with `backend: 'v3'`; the event is a PUT through it. */
+async function v3Watchers(n: number, member: LocalEtcd, initialCluster: string): Promise<V3WatchResult> {
+  const proxy = await startNodeProxy({ entry, port: await freePort(), initialCluster, dataDir: join(tmp, 'v3-watch'), proxyOptions: { backend: 'v3' } });
+  proxies.add(proxy);
+  const result: V3WatchResult = {
+    n, openS: Number.NaN, registered: 0, registrationErrors: 0, grpcConnections: Number.NaN, rssIdleMb: Number.NaN,
+    delivered: 0, lastMs: null, p50Ms: null, fanOutCpuMs: Number.NaN, peakRssMb: Number.NaN,
+  };
+  const config = { url: proxy.url, key: '/v2/keys/w', n, writeUrl: proxy.url, batch: 250 };
+  const watchers = startLineChild('node', ['--import', 'tsx', 'bench/watchers.ts', JSON.stringify(config)]);
+  try {
+    const opened = await watchers.next('opened', 120000);
+    result.openS = Number(opened.ms) / 1000;
+    // The proxy counts its open v2 watches in /v2/stats/store, as a member counts its own.
+    result.registered = await settleWatchers(proxy.url, n, 30000);
+    const st = await (watchers.send('status'), watchers.next('status', 10000));
+    result.registrationErrors = Number(st.error);
+    result.grpcConnections = connectionsTo(proxy.pid, [member.clientPort]);
+    result.rssIdleMb = rssMb(proxy.pid);
+    log(`v3 watch N=${n}: opened in ${result.openS.toFixed(1)} s, proxy counts ${result.registered}, ${result.registrationErrors} errors, ${result.grpcConnections} connections to the member, RSS ${result.rssIdleMb.toFixed(0)} MB`);
+    const cpuBefore = cpuMs(proxy.pid);
+    const fired = await (watchers.send('fire'), watchers.next('fired', 20000));
+    result.fanOutCpuMs = cpuMs(proxy.pid) - cpuBefore;
+    result.delivered = Number(fired.delivered);
+    result.lastMs = fired.lastMs === null ? null : Number(fired.lastMs);
+    result.p50Ms = fired.p50Ms === null ? null : Number(fired.p50Ms);
+    result.peakRssMb = peakRssMb(proxy.pid);
+    log(`v3 watch N=${n}: event to ${result.delivered} in ${result.lastMs ?? '–'} ms (p50 ${result.p50Ms ?? '–'} ms), peak RSS ${result.peakRssMb.toFixed(0)} MB`);
+  } catch (err) {
+    result.note = `stopped early: ${(err as Error).message.split('\n')[0]}`;
+    log(`v3 watch N=${n}: ${result.note}`);
+    result.peakRssMb = peakRssMb(proxy.pid);
+  }
+  watchers.send('exit');
+  const gone = await Promise.race([watchers.exited.then(() => true), sleep(5000).then(() => false)]);
+  if (!gone) await watchers.stop(1000);
+  await proxy.stop();
+  proxies.delete(proxy);
+  return result;
+}
+
 async function main(): Promise<void> {
   ensureTools();
   const f = facts();
@@ -515,6 +612,11 @@ async function main(): Promise<void> {
     members.length = 0;
   }
 
+  let v3: V3Data | undefined;
+  if (!section('v3')) skipped.push('the v3 backend (not asked for)');
+  else if (overBudget()) skipped.push('the v3 backend');
+  else v3 = await v3Section(skipped);
+
   f.loadEnd = loadAverage();
   let notes = '';
   try {
@@ -538,11 +640,13 @@ async function main(): Promise<void> {
     notes,
     elapsedS: elapsedS(),
     skipped,
+    v3,
   };
   mkdirSync(join(outFile, '..'), { recursive: true });
   writeFileSync(outFile, renderMarkdown(data));
   process.stdout.write(
     `\n${loadTables(data)}\n${ratioTable(data)}\n\nIdle watchers\n\n${watchTable(data)}\n\nLeader-aware writes\n\n${leaderTable(data)}\n\n${targetTable(data)}\n\n` +
+      (v3 === undefined ? '' : `v3 backend (issue 16)\n\n${v3LoadTable(v3)}\n\n${v3WatchTable(v3)}\n\n${v3TargetTable(v3)}\n\n`) +
       `load average at start ${f.loadStart}, at end ${f.loadEnd}; ${Math.round(elapsedS())} s\nwrote ${outFile}\n`,
   );
 }

@@ -693,7 +693,9 @@ async function checkV2Served(balancer: EndpointBalancer, tlsOptions: UpstreamTls
   for (const e of balancer.available) {
     try {
       const res = await getJson(`${e.url}/v2/keys`, { dialTimeout: Math.min(timeout, 2000), timeout: Math.min(timeout, 5000), signal, tls });
-      if (res.status === 404) throw new V2DisabledError(e.url);
+      // A member without v2 answers with Go's mux 404 (text "404 page not found");
+      // a 404 of another kind (an HTTP server that is not etcd) is not taken for it.
+      if (res.status === 404 && res.text.startsWith('404 page not found')) throw new V2DisabledError(e.url);
       return;
     } catch (err) {
       if (err instanceof V2DisabledError || signal?.aborted === true) throw err;

@@ -29,6 +29,7 @@
 import { setMaxListeners } from 'node:events';
 import { InvalidOptionError } from '../errors.js';
 import { describe, signalOption } from '../validate-options.js';
+import { ReadBatcher } from './read-batcher.js';
 import { KeyLayout } from './key-layout.js';
 import { effectiveLease, expiryFields, expiryOfLease, grantSeconds, leaseIdFor } from './lease-expiry.js';
 import type {
@@ -465,6 +466,8 @@ export class V3Store {
   private lastRevision = 0;
   /** The end of the queue of POSTs. */
   private postTail: Promise<unknown> = Promise.resolve();
+  /** Reads (GETs) arriving together, sent as one Txn. */
+  readonly reads = new ReadBatcher((txn, serializable) => this.client.txn(txn, { ...this.callOptions, serializable }));
 
   constructor(options: V3StoreOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', `expected an object, got ${describe(options)}`);
@@ -622,6 +625,8 @@ export class V3Store {
   private async readChunk(chunk: readonly Read[], serializable: boolean, revision: number): Promise<TxnResponse> {
     const txn = (s: boolean): TxnRequest => ({ compare: [], success: chunk.map((r) => rangeOp(r, s, revision)), failure: [] });
     try {
+      // Unpinned reads arriving together share one Txn (read-batcher.ts).
+      if (revision === 0) return await this.reads.read(txn(serializable).success, serializable);
       return await this.client.txn(txn(serializable), { ...this.callOptions, serializable });
     } catch (err) {
       const details = (err as { details?: unknown }).details;

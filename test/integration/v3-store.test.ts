@@ -659,6 +659,16 @@ describe('V3Store: v2 semantics over v3, compared with native v2', { skip: skipW
       reset();
       await store.get('/calls/tree/d1/s1/k1');
       assert.deepEqual(counts, { txn: 1, range: 0, leaseGrant: 0, leaseTimeToLive: 0 });
+      // GETs arriving together share one Txn (read-batcher.ts), each answered as if alone.
+      const paths = [...Array.from({ length: 30 }, (_, i) => `/calls/tree/d${i % 5}/s${i % 3}/k${i}`), '/calls/tree/d2', '/calls/tree/d3/s1', '/calls/missing'];
+      const alone: unknown[] = [];
+      for (const p of paths) alone.push(await store.get(p).catch((e: unknown) => e));
+      reset();
+      const together = await Promise.all(paths.map((p) => store.get(p).catch((e: unknown) => e)));
+      // 33 GETs of up to 4 range ops: 2 Txns under etcd's 128-op limit, and 1 more for the missing key's second look.
+      assert.ok(counts.txn <= 3, `${paths.length} GETs at once took ${counts.txn} Txns`);
+      assert.deepEqual(together, alone);
+      assert.ok(together.at(-1) instanceof V2Error && (together.at(-1) as V2Error).errorCode === 100);
     } finally {
       for (const k of Object.keys(counts) as (keyof typeof counts)[]) c[k] = originals[k];
     }

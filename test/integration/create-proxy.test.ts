@@ -347,6 +347,21 @@ describe('createProxy against real etcd: failures, close() and refresh', { skip:
     assert.equal(await readFile(join(dataDir, 'proxy', 'cluster'), 'utf8'), JSON.stringify({ PeerURLs: [m.peerUrl] }));
   });
 
+  it("nothing outlives close() with backend 'v3' (gRPC channels, the shared watch stream, the auth watch): the process exits by itself", async () => {
+    const v3only = await member({ enableV2: false });
+    const run = runChild('serve-and-close', { initialCluster: `${v3only.name}=${v3only.peerUrl}`, dataDir: await tempDir(), backend: 'v3' });
+    const watching = await run.next('watching', 20000);
+    assert.equal(watching.status, 200, 'the watch through the proxy got its headers');
+    assert.equal(watching.put, 201);
+    assert.equal(watching.get, 200);
+    run.child.stdin.end();
+    const closed = await run.next('closed', 5000);
+    assert.ok((closed.closeMs as number) < 1500, `close() took ${String(closed.closeMs)} ms with a watch open`);
+    assert.notEqual(closed.watch, 'none', 'the open watch was ended by close()');
+    assert.equal(closed.listening, false);
+    await run.exitsCleanly(5000);
+  });
+
   it('after close() the proxy stops refreshing the members and stops listening; close() is idempotent', async () => {
     const p = await proxy({ initialCluster, refreshInterval: 100 });
     const first = p.resolver.lastRefresh!.getTime();

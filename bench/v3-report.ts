@@ -101,7 +101,7 @@ export function v3Section(d: V3Data | undefined, reps: number, durationS: number
   return [
     '## v2 on a v3 cluster (issue 16)',
     '',
-    `One etcd member with \`--enable-v2\` (its v3 API is always on). etcd's Go proxy forwards v2 requests to the member's native v2 store; this proxy, started with \`backend: 'v3'\`, answers the same v2 requests itself with gRPC calls to the member's v3 API (a GET is one linearizable-or-serializable Range: serializable here, v2's default; a PUT one Txn). ` +
+    `One etcd member with \`--enable-v2\` (its v3 API is always on). etcd's Go proxy forwards v2 requests to the member's native v2 store; this proxy, started with \`backend: 'v3'\`, answers the same v2 requests itself with gRPC calls to the member's v3 API (a GET is a read-only Txn of serializable ranges, v2's default, shared with the GETs that arrive with it; a PUT is one Txn). ` +
       `The two alternate, ${reps} runs of ${durationS} s per cell, medians; "member CPU" shows what each way costs the member.`,
     '',
     v3LoadTable(d),

@@ -292,7 +292,7 @@ describe('TLS both ways against an etcd cluster with TLS on its client and peer 
 
   describe('TLS failures towards the cluster say which certificate was wrong', () => {
     const start = (options: Partial<CreateProxyOptions>, cluster = initialCluster): Promise<unknown> =>
-      createProxy({ listenClientUrls: ['http://127.0.0.1:0'], initialCluster: cluster, startTimeout: 5000, ...options }).then(async (p) => {
+      createProxy({ listenClientUrls: ['http://127.0.0.1:0'], initialCluster: cluster, startTimeout: 2000, ...options }).then(async (p) => {
         await p.close();
         throw new Error('createProxy should have failed');
       });

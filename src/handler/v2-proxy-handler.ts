@@ -299,6 +299,13 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
 
   private serve(req: IncomingMessage, res: ServerResponse): void {
     const arrived = performance.now();
+    // More than one Host (RFC 9112 section 3.2): 400, as node:http answers a request without one, before anything else.
+    if (hostCount(req.rawHeaders) > 1) {
+      res.writeHead(400, ['Connection', 'close']);
+      res.end();
+      req.resume();
+      return;
+    }
     const url = req.url ?? '/';
     if (this.listenerCount('request') > 0) this.emit('request', req.method ?? 'GET', url);
     if (this.cors !== undefined) {
@@ -365,7 +372,10 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       sendJsonError(res, 503, 'httpproxy: zero endpoints currently available');
       return;
     }
-    forwardRequest(req, res, body, length, endpoints, this.settings, arrived);
+    // A request without Host (HTTP/1.0, which node:http lets through without one) goes to the members as
+    // HTTP/1.1, which needs one: the authority of the member it is sent to first.
+    const forwarded = req.head === undefined && hostCount(req.rawHeaders) === 0 ? withHost(req, endpoints[0]!.url) : req;
+    forwardRequest(forwarded, res, body, length, endpoints, this.settings, arrived);
   }
 
   /**
@@ -497,6 +507,18 @@ export function directRoute(handler: V2ProxyHandler): DirectRoute {
 /** `url` is `path` itself, or `path` with a query. */
 export function isPath(url: string, path: string): boolean {
   return url.startsWith(path) && (url.length === path.length || url[path.length] === '?');
+}
+
+/** How many Host headers a raw header list holds. */
+function hostCount(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') n++;
+  return n;
+}
+
+/** `req` with a Host header naming the authority (host and port) of `url` first. */
+function withHost(req: ClientRequest, url: string): ClientRequest {
+  return { method: req.method, url: req.url, rawHeaders: ['Host', new URL(url).host, ...req.rawHeaders], socket: req.socket };
 }
 
 function isOwnPath(url: string): boolean {

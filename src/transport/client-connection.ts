@@ -415,8 +415,11 @@ class ParsedRequest implements ClientRequest {
 /**
  * The request line and headers in `head` (latin1, without the final empty
  * line), or undefined for anything but a plain request this reader takes:
- * a malformed line, obs-fold, no Host, more than one Content-Length, or
- * Transfer-Encoding, Expect or Upgrade.
+ * a malformed line, obs-fold, no Host, more than one Host (node:http lets
+ * it through and the handler answers 400, RFC 9112 section 3.2), more than
+ * one Content-Length, or Transfer-Encoding, Expect or Upgrade. What it
+ * takes, it takes exactly as llhttp parses it (the same method, target,
+ * header names and values): test/transport/request-head-property.test.ts.
  */
 export function parseHead(head: string, socket: Socket): ParsedRequest | undefined {
   let lineEnd = head.indexOf('\r\n');

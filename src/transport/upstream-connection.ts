@@ -2,6 +2,7 @@ import { isIP, connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ConnectionOptions } from 'node:tls';
+import { EtcdProxyError } from '../errors.js';
 import { CONTENT_LENGTH, CONTROL, CRLF2, TOKEN, withoutOws } from './http1-syntax.js';
 
 /**
@@ -18,6 +19,91 @@ import { CONTENT_LENGTH, CONTROL, CRLF2, TOKEN, withoutOws } from './http1-synta
  * the status, the raw headers and the body's framing (Content-Length,
  * chunked, or until close). The body passes through without being parsed.
  */
+
+/*
+ * FRAMING RULES: how the parser below reads a member's answers: as strict as
+ * node's own client (llhttp, not lenient), and stricter where an answer
+ * could be read two ways. "node:" says what node 20's client does with the
+ * same bytes (checked by hand against node 20.20). An answer that breaks a
+ * rule fails its request with an UpstreamFramingError: the client gets a 502
+ * in etcd's JSON shape when nothing of the answer reached it yet, and its
+ * response is cut otherwise; requests pipelined behind it are sent again on
+ * a new connection (nothing of their answers was read); the connection is
+ * destroyed, never put back in the pool or given another request. What one
+ * answer's framing leaves over is never read as another request's answer.
+ *
+ * Heads (RFC 9112 sections 4, 5):
+ *  - Status line `HTTP/1.0` or `HTTP/1.1`, a status 100-999, an optional
+ *    reason without control characters; 101 is refused (no upgrade is
+ *    forwarded). Header lines: a token, a colon, a value without control
+ *    characters but HTAB; no obs-fold, no space before the colon, no bare CR
+ *    or LF. node: the same errors.
+ *  - A head (status line, header lines, empty line) is at most 64 KiB,
+ *    however it arrives: over several reads or in one. Trailer lines count
+ *    against the same 64 KiB. node: 16 KiB by default (maxHeaderSize),
+ *    "Header overflow"; etcd's heads are a few hundred bytes.
+ * Framing (RFC 9112 section 6.3):
+ *  - Content-Length: digits only (OWS around them), at most once: two lines,
+ *    even equal ones, or a list ("2, 2") are refused. node: "Duplicate
+ *    Content-Length", "Invalid character in Content-Length".
+ *  - Transfer-Encoding wins over Content-Length; both together are refused.
+ *    node: "Content-Length can't be present with Transfer-Encoding".
+ *  - Transfer-Encoding must be exactly `chunked`, once, over all its lines.
+ *    Any other coding is one this proxy can neither remove nor pass on
+ *    (Transfer-Encoding is hop-by-hop), and a final coding other than
+ *    chunked makes the body run until the member closes: refused, as are
+ *    an empty value, `chunked, chunked` and Transfer-Encoding in an HTTP/1.0
+ *    answer (RFC 9112 6.1: faulty framing). node (stricter here than node):
+ *    reads `gzip`, `identity` or an empty value until the close, and takes
+ *    `gzip, chunked`, `chunked, chunked` and HTTP/1.0 chunked as chunked.
+ *  - Chunks: a size of 1-12 hex digits with nothing before it, then only
+ *    `;name[=token|"quoted"]` extensions, then CRLF (no spaces or tabs);
+ *    chunk data is followed by CRLF; trailer lines are header lines, ended
+ *    by an empty line, so that a missing final CRLF shows as the next status
+ *    line read as a trailer. node: "Invalid character in chunk size",
+ *    "Invalid header token" for the same.
+ *  - No body, whatever the headers say, after a HEAD request, a 1xx, 204 or
+ *    304 (RFC 9110 6.4.1). A 1xx or 204 that frames one (Transfer-Encoding,
+ *    or a Content-Length, other than 0 for a 204; RFC 9110 8.6 and RFC 9112
+ *    6.1 forbid them) is refused: its "body" could only be read as the next
+ *    answer. node: ignores them, and takes the bytes after a 100 with a
+ *    Content-Length as the final answer. A 304 or HEAD answer may state a
+ *    length (RFC 9110 8.6): complete at its head; when GETs are pipelined
+ *    behind a 304 that states one, they are sent again on another
+ *    connection, and this one is closed after the 304.
+ *  - Neither a length nor chunked: the body runs until the member closes;
+ *    requests pipelined behind it are sent again elsewhere at once.
+ * The connection:
+ *  - `Connection: close` (or HTTP/1.0 without keep-alive): nothing more is
+ *    read on it; requests pipelined behind the answer are sent again.
+ *  - Bytes the connection was not waiting for (past the end of an answer
+ *    when no pipelined request waits for the next one, after a
+ *    `Connection: close` answer too) fail the answer they follow when they
+ *    come in the same read as its end (its head is then not passed on, or
+ *    its last piece is held back), and close the connection when they come
+ *    later (the answer was complete by every rule, and its client has it).
+ *    node: "Data after `Connection: close`", "Expected HTTP/" errors on the
+ *    request after its response; nothing later is read on the socket.
+ *  - A member that answers a request it was not asked yet is not told from
+ *    one that answers the next request: no parser can, which is why nothing
+ *    is read as the next answer unless the rules above say where it starts.
+ */
+
+/** Why a member's answer was refused: it broke one of the framing rules above. */
+export class UpstreamFramingError extends EtcdProxyError {
+  declare readonly code: 'ERR_ETCD_PROXY_UPSTREAM_FRAMING';
+
+  constructor(message: string) {
+    super('ERR_ETCD_PROXY_UPSTREAM_FRAMING', message);
+  }
+}
+
+/** The message for bytes the connection was not waiting for. */
+const UNEXPECTED_BYTES = 'the member sent bytes after its answer that no request on the connection was waiting for';
+
+/** A chunk-size line: 1-12 hex digits, then extensions `;name` or `;name=value` (a token or a quoted string), nothing else. */
+const CHUNK_SIZE_LINE =
+  /^([0-9A-Fa-f]{1,12})(?:;[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:=(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t !#-[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"))?)*$/;
 
 /**
  * What a connection reports about the one request it carries. Each call names
@@ -502,7 +588,18 @@ export class UpstreamConnection {
     for (const h of this.behind.splice(0)) h.onUpstreamError(this, err);
   }
 
-  /** @internal Feeds bytes from the member to the parser. */
+  /** The member broke the framing rules (see the framing rules at the top of this file): the answer being read fails, the requests pipelined behind it are sent again on another connection, and this one is closed. */
+  private violation(message: string): void {
+    this.detach();
+    this.fail(new UpstreamFramingError(message));
+  }
+
+  /** More answers are due on this connection: requests pipelined behind the one being read, on a connection the member keeps open. */
+  private awaitsMore(): boolean {
+    return this.reusable && this.behind.length > 0;
+  }
+
+  /** @internal Feeds bytes from the member to the parser, by the framing rules at the top of this file. */
   parse(chunk: Buffer): void {
     let buf = chunk;
     while (buf.length > 0) {
@@ -520,20 +617,29 @@ export class UpstreamConnection {
             this.keep(buf, `the member's response head is over ${MAX_HEAD} bytes`);
             return;
           }
+          // However it arrived: in pieces (keep() counts them) or in one read.
+          if (end + 4 > MAX_HEAD) {
+            this.violation(`the member's response head is over ${MAX_HEAD} bytes`);
+            return;
+          }
           const head = buf.toString('latin1', 0, end);
           const bytes = buf;
           buf = buf.subarray(end + 4);
-          const next = this.onHead(head, bytes, handler);
+          const next = this.onHead(head, bytes, handler, buf.length);
           if (next === Head.Stop) return;
           if (next === Head.Complete) {
-            // A response without a body: anything after it means the connection is out of step, unless pipelined.
-            if (!this.finish(buf.length === 0)) return;
+            if (!this.finish(buf.length > 0)) return;
           }
           break;
         }
         case Read.Length:
         case Read.ChunkData: {
           const n = Math.min(this.remaining, buf.length);
+          // The body ends in this read and more bytes follow that no request waits for: its last piece is not passed on.
+          if (this.read === Read.Length && n === this.remaining && n < buf.length && !this.awaitsMore()) {
+            this.violation(UNEXPECTED_BYTES);
+            return;
+          }
           const data = n === buf.length ? buf : buf.subarray(0, n);
           buf = n === buf.length ? EMPTY : buf.subarray(n);
           this.remaining -= n;
@@ -542,7 +648,7 @@ export class UpstreamConnection {
           if (!more) this.pause();
           if (this.remaining === 0) {
             if (this.read === Read.Length) {
-              if (!this.finish(buf.length === 0)) return;
+              if (!this.finish(buf.length > 0)) return;
               break;
             }
             this.read = Read.ChunkEnd;
@@ -553,7 +659,7 @@ export class UpstreamConnection {
         case Read.ChunkEnd: {
           // The CRLF that ends chunk data: `remaining` is 2 before the CR, 1 before the LF.
           if (buf[0] !== (this.remaining === 2 ? 0x0d : 0x0a)) {
-            this.fail(new Error('the member sent chunk data longer than its chunk size'));
+            this.violation('the member sent chunk data not followed by CRLF (longer than its chunk size)');
             return;
           }
           buf = buf.subarray(1);
@@ -572,21 +678,33 @@ export class UpstreamConnection {
           buf = buf.subarray(end + 2);
           if (this.read === Read.Trailers) {
             if (line.length === 0) {
-              if (!this.finish(buf.length === 0)) return;
+              if (!this.finish(buf.length > 0)) return;
+              break;
+            }
+            // A trailer line is a header line (a missing final CRLF shows here: the next status line is not one).
+            this.trailerBytes += end + 2;
+            if (this.trailerBytes > MAX_HEAD) {
+              this.violation(`the member's trailers are over ${MAX_HEAD} bytes`);
+              return;
+            }
+            if (!HEADER_LINES.test(line)) {
+              this.violation(`the member sent a malformed trailer line ${JSON.stringify(line.slice(0, 60))}`);
+              return;
             }
             break;
           }
-          const semicolon = line.indexOf(';');
-          const hex = (semicolon < 0 ? line : line.slice(0, semicolon)).trim();
-          const size = /^[0-9a-fA-F]{1,12}$/.test(hex) ? parseInt(hex, 16) : Number.NaN;
-          if (Number.isNaN(size)) {
-            this.fail(new Error(`the member sent a bad chunk size ${JSON.stringify(line.slice(0, 40))}`));
+          const size = CHUNK_SIZE_LINE.exec(line);
+          if (size === null) {
+            this.violation(`the member sent a bad chunk size ${JSON.stringify(line.slice(0, 40))}`);
             return;
           }
-          if (size === 0) this.read = Read.Trailers;
-          else {
+          const length = parseInt(size[1]!, 16);
+          if (length === 0) {
+            this.read = Read.Trailers;
+            this.trailerBytes = 0;
+          } else {
             this.read = Read.ChunkData;
-            this.remaining = size;
+            this.remaining = length;
           }
           break;
         }
@@ -602,6 +720,9 @@ export class UpstreamConnection {
     }
   }
 
+  /** Bytes of trailer lines read so far (they count against MAX_HEAD, as llhttp counts them with the head). */
+  private trailerBytes = 0;
+
   /** `buf` behind the bytes kept from earlier reads (a head or line split over packets). */
   private joined(buf: Buffer): Buffer {
     if (this.partial === undefined) return buf;
@@ -612,44 +733,43 @@ export class UpstreamConnection {
 
   /** Keeps an unfinished head or line for the next read; fails the request, saying `tooLong`, past MAX_HEAD bytes. */
   private keep(buf: Buffer, tooLong: string): void {
-    if (buf.length > MAX_HEAD) this.fail(new Error(tooLong));
+    if (buf.length > MAX_HEAD) this.violation(tooLong);
     else this.partial = buf;
+  }
+
+  /** Fails the answer for breaking a framing rule; for {@link onHead}'s returns. */
+  private refused(message: string): Head {
+    this.violation(message);
+    return Head.Stop;
   }
 
   /**
    * Parses a response head (`bytes` holds it as received, `head` the same
-   * as latin1 text without the empty line) and hands it to the handler;
-   * says how parsing goes on. The header lines are checked with one pattern
-   * and searched with another for the few names that matter here, so that
-   * an ordinary answer is never split into strings: {@link headerList}
-   * does that for a caller that needs it.
+   * as latin1 text without the empty line; `rest` bytes followed it in
+   * this read) and hands it to the handler, unless it breaks one of the
+   * framing rules (top of this file); says how parsing goes on. The header
+   * lines are checked with one pattern and searched with another for the
+   * few names that matter here, so that an ordinary answer is never split
+   * into strings: {@link headerList} does that for a caller that needs it.
    */
-  private onHead(head: string, bytes: Buffer, handler: UpstreamHandler): Head {
+  private onHead(head: string, bytes: Buffer, handler: UpstreamHandler, rest: number): Head {
     const lineEnd = head.indexOf('\r\n');
     const statusLine = lineEnd < 0 ? head : head.slice(0, lineEnd);
     const match = STATUS_LINE.exec(statusLine);
-    if (match === null) {
-      this.fail(new Error(`the member answered something that is not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 60))}`));
-      return Head.Stop;
-    }
+    if (match === null) return this.refused(`the member answered something that is not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 60))}`);
     const status = Number(match[2]);
-    if (status === 101) {
-      this.fail(new Error('the member switched protocols (101), which this proxy does not forward'));
-      return Head.Stop;
-    }
-    // 1xx: an interim answer; the real one follows. This proxy never sends Expect.
-    if (status < 200) return Head.More;
+    if (status === 101) return this.refused('the member switched protocols (101), which this proxy does not forward');
     const block = lineEnd < 0 ? '' : head.slice(lineEnd + 2);
     // As strict as node's own parser, so that what reaches a client is valid.
     if (block !== '' && !HEADER_LINES.test(block)) {
-      this.fail(new Error(`the member sent a malformed header line ${JSON.stringify(firstMalformedLine(block).slice(0, 60))}`));
-      return Head.Stop;
+      return this.refused(`the member sent a malformed header line ${JSON.stringify(firstMalformedLine(block).slice(0, 60))}`);
     }
+    const http10 = match[1] === '0';
     let contentLength = -1;
-    let chunked = false;
-    let close = match[1] === '0';
+    let codings: string | undefined;
+    let close = http10;
     // Raw bytes go to the client only for an HTTP/1.1 status line with a reason and no header to drop.
-    let passable = match[1] === '1' && match[3] !== undefined && match[3] !== '';
+    let passable = !http10 && match[3] !== undefined && match[3] !== '';
     this.headHasDate = false;
     this.headHasCors = false;
     for (let start = 0; start < block.length; ) {
@@ -661,34 +781,50 @@ export class UpstreamConnection {
       if (name === undefined) continue;
       const value = withoutOws(block, colon + 1, end);
       if (name === 'content-length') {
-        if (!CONTENT_LENGTH.test(value) || (contentLength >= 0 && contentLength !== Number(value))) {
-          this.fail(new Error(`the member sent a bad Content-Length ${JSON.stringify(value)}`));
-          return Head.Stop;
-        }
+        if (contentLength >= 0) return this.refused('the member sent Content-Length twice');
+        if (!CONTENT_LENGTH.test(value)) return this.refused(`the member sent a bad Content-Length ${JSON.stringify(value.slice(0, 40))}`);
         contentLength = Number(value);
       } else if (name === 'date') this.headHasDate = true;
       else if (name.startsWith('access-control-')) this.headHasCors = true;
       else {
         // A hop-by-hop header: never passed on.
         passable = false;
-        if (name === 'transfer-encoding') chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+        if (name === 'transfer-encoding') codings = codings === undefined ? value : `${codings}, ${value}`;
         else if (name === 'connection') {
           const v = value.toLowerCase();
           if (v.includes('close')) close = true;
-          else if (match[1] === '0' && v.includes('keep-alive')) close = false;
+          else if (http10 && v.includes('keep-alive')) close = false;
         }
       }
     }
-    // Both framings (RFC 9112 6.3): chunked wins, the length is dropped (headerList) and the connection is not reused.
-    this.dropLength = chunked && contentLength >= 0;
-    if (this.dropLength) close = true;
+    const chunked = codings !== undefined;
+    if (chunked) {
+      if (codings!.toLowerCase() !== 'chunked') return this.refused(`the member sent Transfer-Encoding ${JSON.stringify(codings!.slice(0, 40))}; only chunked, once, can be read and removed`);
+      if (contentLength >= 0) return this.refused('the member sent both Transfer-Encoding and Content-Length');
+      if (http10) return this.refused('the member sent Transfer-Encoding in an HTTP/1.0 answer');
+    }
+    if (status < 200) {
+      // An interim answer: the real one follows. This proxy never sends Expect.
+      if (chunked || contentLength >= 0) return this.refused(`the member framed a body in an interim ${status} answer`);
+      return Head.More;
+    }
+    if (status === 204 && (chunked || contentLength > 0)) return this.refused('the member framed a body in a 204 answer');
     if (close) this.reusable = false;
-    this.headBlock = block;
-    this.rawHead = passable ? bytes.subarray(0, lineEnd + 2 + block.length + 2) : undefined;
     const bodyless = this.headRequest || status === 204 || status === 304;
     const hasBody = !bodyless && (chunked || contentLength !== 0);
     // A body that ends when the member closes: nothing can follow it.
     if (hasBody && !chunked && contentLength < 0) this.reusable = false;
+    // A 304 that states its representation's length: its body would be a pipelined request's answer.
+    if (bodyless && (chunked || contentLength > 0) && this.behind.length > 0) this.reusable = false;
+    // No answer can follow this one on the connection: the requests behind it go elsewhere at once.
+    if (!this.reusable) this.detach();
+    // Bytes past this answer in this same read, with no answer due after it: refused before the client sees anything.
+    if (rest > 0 && !this.awaitsMore() && (!hasBody || (!chunked && contentLength > 0 && rest > contentLength))) {
+      return this.refused(UNEXPECTED_BYTES);
+    }
+    this.headBlock = block;
+    // The status line and header lines, each with its CRLF (a head without header lines is its status line alone).
+    this.rawHead = passable ? bytes.subarray(0, head.length + 2) : undefined;
     handler.onUpstreamHead(this, status, match[3] ?? '', hasBody, hasBody && contentLength < 0);
     this.headBlock = '';
     this.rawHead = undefined;
@@ -720,8 +856,6 @@ export class UpstreamConnection {
   headHasCors = false;
   /** The header lines of the head being reported, as text. */
   private headBlock = '';
-  /** The head being reported has both framings: its Content-Length is not passed on. */
-  private dropLength = false;
 
   /** During onUpstreamHead: the response headers, names and values alternating, as received. */
   headerList(): string[] {
@@ -730,19 +864,23 @@ export class UpstreamConnection {
     if (block === '') return out;
     for (const line of block.split('\r\n')) {
       const colon = line.indexOf(':');
-      const name = line.slice(0, colon);
-      if (this.dropLength && name.length === 14 && name.toLowerCase() === 'content-length') continue;
-      out.push(name, withoutOws(line, colon + 1));
+      out.push(line.slice(0, colon), withoutOws(line, colon + 1));
     }
     return out;
   }
 
   /**
    * The response is complete: the next pipelined request's answer is read
-   * next, or the connection goes back to the pool (when `clean` and
-   * reusable); then the handler hears it. True when another answer is due.
+   * next, or the connection goes back to the pool (when reusable); then the
+   * handler hears it. `extra`: bytes follow in this read, which only a
+   * pipelined request's answer may be (otherwise the answer fails: see the
+   * framing rules at the top of this file). True when another answer is due.
    */
-  private finish(clean: boolean): boolean {
+  private finish(extra: boolean): boolean {
+    if (extra && !this.awaitsMore()) {
+      this.violation(UNEXPECTED_BYTES);
+      return false;
+    }
     const handler = this.handler;
     this.answers++;
     if (!this.reusable) this.detach();
@@ -765,7 +903,7 @@ export class UpstreamConnection {
     this.handler = undefined;
     this.read = Read.Idle;
     if (this.readTimeout > 0) this.setReadTimeout(0);
-    if (clean && this.reusable) {
+    if (this.reusable) {
       this.socket.resume();
       this.pool.putIdle(this);
     } else this.destroy();

@@ -59,6 +59,12 @@ export const FLAGS: Record<string, FlagSpec> = {
     default: '1',
     help: 'Not an etcd flag: most plain key reads (GET under /v2/keys, no wait, no quorum) arriving together that are pipelined on one connection to a member (1 = no pipelining; 8 saves CPU under load).',
   },
+  'hedge-delay': {
+    group: 'Proxy',
+    value: 'ms|auto',
+    default: 'auto',
+    help: 'Not an etcd flag: a plain read (GET or HEAD, no wait) with no answer after this long is sent to a second member as well, the first answer wins (0 = off; auto = twice the p99 of recent answers, 10 to 500 ms; at most 10 % of reads).',
+  },
   'backend': {
     group: 'Proxy',
     value: 'v2|v3',
@@ -206,6 +212,7 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
       writeTimeout: ms(values, 'proxy-write-timeout', 0),
       readTimeout: ms(values, 'proxy-read-timeout', 0),
       pipelineReads: count(values, 'pipeline-reads', 1, 64),
+      hedgeDelay: hedgeDelay(values.get('hedge-delay') ?? 'auto'),
       ...(backend === 'v3' ? { backend: 'v3' as const } : {}),
       ...optional('v3Prefix', values.get('v3-prefix')),
       ...(v3User === undefined ? {} : { v3Username: v3User.slice(0, v3User.indexOf(':')), v3Password: v3User.slice(v3User.indexOf(':') + 1) }),
@@ -259,6 +266,15 @@ function ms(values: Map<string, string>, flag: string, min: number): number {
   const n = Number(raw);
   if (n < min) throw new FlagError(`--${flag}: must be at least ${min} ms, got ${raw}`);
   return n;
+}
+
+/** `--hedge-delay`: `auto` or a whole number of ms (0 turns hedging off). */
+function hedgeDelay(raw: string): number | 'auto' {
+  if (raw === 'auto') return 'auto';
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
+    throw new FlagError(`--hedge-delay: expected auto or a whole number of milliseconds (0 = off), got "${raw}"`);
+  }
+  return Number(raw);
 }
 
 function count(values: Map<string, string>, flag: string, min: number, max: number): number {

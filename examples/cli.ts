@@ -45,6 +45,7 @@ const FLAG_OF: Record<string, string> = {
   writeTimeout: '--proxy-write-timeout',
   readTimeout: '--proxy-read-timeout',
   pipelineReads: '--pipeline-reads',
+  hedgeDelay: '--hedge-delay',
   backend: '--backend',
   v3Prefix: '--v3-prefix',
   v3Username: '--v3-user',

@@ -20,6 +20,7 @@ import { InvalidOptionError, V2DisabledError } from './errors.js';
 import { getJson } from './cluster/get-json.js';
 import { V3Backend } from './v3-backend/v3-backend.js';
 import { describe, durationOption, signalOption } from './validate-options.js';
+import { hedgeDelayOption } from './forwarding/hedge-delay.js';
 import { sortConnections, V3_REFUSAL_MESSAGE } from './transport/v3-client-refusal.js';
 import { ClientConnections } from './transport/client-connection.js';
 import { METRICS_PATH, ProxyMetrics } from './metrics/proxy-metrics.js';
@@ -115,6 +116,8 @@ export interface CreateProxyOptions {
   maxBodyBytes?: number;
   /** See {@link V2ProxyHandlerOptions.pipelineReads}. CLI: `--pipeline-reads`. Default: 1 (no pipelining). */
   pipelineReads?: number;
+  /** See {@link V2ProxyHandlerOptions.hedgeDelay}. CLI: `--hedge-delay`. Default: `'auto'` (0 turns hedging off). */
+  hedgeDelay?: number | 'auto';
   /**
    * ms a client may take to send its request headers; a client that trickles
    * them is disconnected. Default: 10000.
@@ -349,6 +352,7 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
   durationOption('refreshInterval', options.refreshInterval, 30000, 1);
   durationOption('dialTimeout', options.dialTimeout, 1000, 1);
   durationOption('startTimeout', options.startTimeout, 15000, 1);
+  hedgeDelayOption(options.hedgeDelay);
   const backendKind = options.backend ?? 'v2';
   if (backendKind !== 'v2' && backendKind !== 'v3') {
     throw new InvalidOptionError('backend', `expected "v2" or "v3", got ${describe(options.backend)}`);
@@ -395,6 +399,7 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
     responseTimeout: options.responseTimeout,
     maxBodyBytes: options.maxBodyBytes,
     pipelineReads: options.pipelineReads,
+    hedgeDelay: options.hedgeDelay,
     cors: options.cors,
     resolver: membership,
     backend: v3,

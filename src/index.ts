@@ -15,6 +15,8 @@ export type {
   DropReason,
   DroppedEvent,
   ForwardedEvent,
+  HedgedEvent,
+  HedgeOutcome,
   RetriedEvent,
   V2ProxyHandlerEvents,
 } from './handler/proxy-events.js';

@@ -25,6 +25,10 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     assert.equal(f.options.writeTimeout, 5000);
     assert.equal(f.options.pipelineReads, 1);
     assert.equal(parseFlags(['--pipeline-reads', '8']).options.pipelineReads, 8);
+    assert.equal(f.options.hedgeDelay, 'auto');
+    assert.equal(parseFlags(['--hedge-delay', '0']).options.hedgeDelay, 0, '0 turns hedging off');
+    assert.equal(parseFlags(['--hedge-delay=40']).options.hedgeDelay, 40);
+    assert.equal(parseFlags(['--hedge-delay', 'auto']).options.hedgeDelay, 'auto');
     assert.deepEqual(f.options.listenClientUrls, ['http://localhost:2379']);
     assert.equal(f.options.initialCluster, 'default=http://localhost:2380');
     assert.deepEqual(f.warnings, []);
@@ -100,6 +104,9 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     [['--pipeline-reads', '0'], /^--pipeline-reads: expected a whole number from 1 to 64, got "0"$/],
     [['--pipeline-reads=65'], /^--pipeline-reads: expected a whole number from 1 to 64, got "65"$/],
     [['--pipeline-reads', '8x'], /^--pipeline-reads: expected a whole number from 1 to 64, got "8x"$/],
+    [['--hedge-delay', 'fast'], /^--hedge-delay: expected auto or a whole number of milliseconds \(0 = off\), got "fast"$/],
+    [['--hedge-delay=1.5'], /^--hedge-delay: expected auto or a whole number of milliseconds \(0 = off\), got "1\.5"$/],
+    [['--hedge-delay=-5'], /^--hedge-delay: expected auto or a whole number of milliseconds \(0 = off\), got "-5"$/],
     [['--initial-cluster', 'a'], /^--initial-cluster: entry "a": no "="/],
     [['--initial-cluster', 'a=http://x'], /^--initial-cluster: entry "a=http:\/\/x": bad peer URL: .*port/],
     [['--initial-cluster'], /^--initial-cluster needs a value/],

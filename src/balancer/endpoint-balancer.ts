@@ -102,6 +102,14 @@ export interface EndpointBalancerEvents {
   endpoints: (urls: readonly string[]) => void;
   /** The leader's client URL changed (`undefined`: unknown). */
   leader: (url: string | undefined) => void;
+  /**
+   * The endpoint lost a hedged read by more than the hedge delay (see
+   * {@link EndpointBalancer.suspect}): new reads go to the other members
+   * first until it answers again.
+   */
+  endpointSuspected: (endpoint: Endpoint) => void;
+  /** A suspected endpoint answered (a request or a health probe): reads go to it again. */
+  endpointCleared: (endpoint: Endpoint) => void;
 }
 
 const WRITE_METHODS = new Set(['PUT', 'POST', 'DELETE', 'PATCH']);
@@ -144,8 +152,10 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
   private readonly leaderRefreshInterval: number;
   private list: Endpoint[] = [];
   private cachedOrder: readonly Endpoint[] | undefined = undefined;
-  private cachedCandidates: { all: Endpoint[]; plain: Endpoint[] } | undefined = undefined;
+  private cachedCandidates: Candidates | undefined = undefined;
   private readonly probes = new Map<Endpoint, { timer: NodeJS.Timeout; delay: number; count: number; since: number }>();
+  /** The health probes of suspected endpoints (see {@link EndpointBalancer.suspect}). */
+  private readonly suspectProbes = new Map<Endpoint, NodeJS.Timeout | undefined>();
   private leaderEndpoint: Endpoint | undefined;
   private leaderTimer: NodeJS.Timeout | undefined;
   private leaderLookup: Promise<void> | undefined;
@@ -217,6 +227,7 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
     }
     for (const gone of byUrl.values()) {
       this.stopProbing(gone);
+      this.unsuspect(gone, false);
       gone.state = 'down';
       gone.retired = true;
       if (gone.inFlight === 0) gone.close();
@@ -253,16 +264,19 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
    * The endpoints one request should try, in order: the strategy's pick (the
    * leader for a write), then the other usable endpoints, then the rest
    * (down ones, oldest failure first) as a last resort. A degraded endpoint
-   * serves plain reads only, not writes nor `quorum=true` reads.
+   * serves plain reads only, not writes nor `quorum=true` reads. A GET or
+   * HEAD goes to a {@link Endpoint.suspected} endpoint only after the others
+   * (and still before the down ones), unless every candidate is suspected.
    */
   plan(method: string, url: string): readonly Endpoint[] {
     const write = WRITE_METHODS.has(method);
     const quorum = needsQuorum(method, url);
-    const sets = (this.cachedCandidates ??= {
-      all: this.list.filter((e) => e.state === 'up' || e.state === 'degraded'),
-      plain: this.list.filter((e) => e.state === 'up'),
-    });
-    const candidates = quorum ? sets.plain : sets.all;
+    const sets = (this.cachedCandidates ??= candidatesOf(this.list));
+    let candidates = quorum ? sets.plain : sets.all;
+    if (sets.suspects && (method === 'GET' || method === 'HEAD')) {
+      const trusted = quorum ? sets.plainTrusted : sets.allTrusted;
+      if (trusted.length > 0) candidates = trusted;
+    }
     if (candidates.length === 0) return this.order();
     const leader = this.leaderEndpoint;
     const first =
@@ -276,12 +290,32 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
   }
 
   /**
+   * Records that `endpoint` lost a hedged read by more than the hedge
+   * delay: it had waited longer than the delay when another member's
+   * answer came (forward-request.ts). It is {@link Endpoint.suspected}:
+   * new reads go to the other members first until it answers again, a
+   * request's response head or a health probe (`GET /health`, sent at once
+   * and again 1 s after each that gets no answer within `probeTimeout`).
+   * A down endpoint is not suspected (it is out already).
+   */
+  suspect(endpoint: Endpoint): void {
+    if (this.closer.signal.aborted || !this.list.includes(endpoint) || endpoint.state === 'down' || endpoint.suspected) return;
+    endpoint.suspected = true;
+    this.invalidate();
+    debug('suspecting endpoint %s: it lost a hedged read', endpoint.url);
+    this.emit('endpointSuspected', endpoint);
+    this.probeSuspect(endpoint, 0);
+  }
+
+  /**
    * Records that `endpoint` failed (a member's failure, never a client's):
    * it gets no request until a probe after `failureWait` ms finds it healthy.
    */
   reportFailure(endpoint: Endpoint, reason: Error): void {
     endpoint.lastError = reason;
     if (this.closer.signal.aborted || !this.list.includes(endpoint)) return;
+    // Down says more than suspected; its own probes bring it back.
+    this.unsuspect(endpoint, false);
     endpoint.consecutiveFailures++;
     endpoint.failedAt = Date.now();
     this.invalidate();
@@ -294,10 +328,12 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
   }
 
   /**
-   * Records that a down endpoint answered a request (tried as a last resort):
-   * that is evidence, so its health probe runs now instead of at its next turn.
+   * Records that a down or suspected endpoint answered a request (a down one
+   * tried as a last resort): that is evidence, so a down one's health probe
+   * runs now instead of at its next turn, and a suspected one is no longer.
    */
   reportAnswer(endpoint: Endpoint): void {
+    if (endpoint.suspected) this.unsuspect(endpoint, true);
     const probe = this.probes.get(endpoint);
     if (endpoint.state !== 'down' || probe === undefined || probe.delay === 0) return;
     clearTimeout(probe.timer);
@@ -310,10 +346,12 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
     this.closer.abort();
     this.signal?.removeEventListener('abort', this.onAbort);
     for (const e of this.list) this.stopProbing(e);
+    for (const timer of this.suspectProbes.values()) clearTimeout(timer);
+    this.suspectProbes.clear();
     clearTimeout(this.leaderTimer);
     for (const e of this.list) e.close();
     this.cachedOrder = [];
-    this.cachedCandidates = { all: [], plain: [] };
+    this.cachedCandidates = candidatesOf([]);
     this.removeAllListeners();
   }
 
@@ -358,6 +396,7 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
     debug('probe %d of %s: %s', state.count, endpoint.url, detail);
     if (health === 'true') {
       this.probes.delete(endpoint);
+      this.unsuspect(endpoint, false);
       endpoint.state = 'up';
       endpoint.consecutiveFailures = 0;
       this.invalidate();
@@ -371,6 +410,39 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
       this.emit('endpointDegraded', endpoint, detail);
     }
     this.scheduleProbe(endpoint, Math.min(Math.max(state.delay, this.failureWait, 100) * 2, this.probeMaxInterval), state.since);
+  }
+
+  /** Ends `endpoint`'s suspicion (`answered`: it answered; else it went down or away). */
+  private unsuspect(endpoint: Endpoint, answered: boolean): void {
+    const timer = this.suspectProbes.get(endpoint);
+    clearTimeout(timer);
+    this.suspectProbes.delete(endpoint);
+    if (!endpoint.suspected) return;
+    endpoint.suspected = false;
+    this.invalidate();
+    if (answered && !this.closer.signal.aborted) {
+      debug('suspected endpoint %s answered', endpoint.url);
+      this.emit('endpointCleared', endpoint);
+    }
+  }
+
+  /** Probes a suspected endpoint after `delay` ms: any HTTP answer to `GET /health` ends the suspicion. */
+  private probeSuspect(endpoint: Endpoint, delay: number): void {
+    const timer = setTimeout(() => {
+      this.suspectProbes.set(endpoint, undefined);
+      getJson(`${endpoint.url}/health`, { dialTimeout: this.probeTimeout, timeout: this.probeTimeout, signal: this.closer.signal, tls: this.tls }).then(
+        () => {
+          if (this.suspectProbes.has(endpoint) && this.suspectProbes.get(endpoint) === undefined) this.reportAnswer(endpoint);
+        },
+        (err: Error) => {
+          if (!endpoint.suspected || this.closer.signal.aborted || this.suspectProbes.get(endpoint) !== undefined) return;
+          debug('probe of suspected endpoint %s: %s', endpoint.url, err.message);
+          this.probeSuspect(endpoint, 1000);
+        },
+      );
+    }, delay);
+    timer.unref();
+    this.suspectProbes.set(endpoint, timer);
   }
 
   /** Sets which endpoint is the leader (by client URL). */
@@ -422,4 +494,31 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
     if (res.status !== 200 || !Array.isArray(urls)) return undefined;
     return urls.filter((u): u is string => typeof u === 'string');
   }
+}
+
+/** The endpoints each kind of request may be sent to, cached until the states change. */
+interface Candidates {
+  /** Up or degraded: plain reads. */
+  all: Endpoint[];
+  /** Up: writes and quorum reads. */
+  plain: Endpoint[];
+  /** Some endpoint is suspected. */
+  suspects: boolean;
+  /** `all` without the suspected ones. */
+  allTrusted: Endpoint[];
+  /** `plain` without the suspected ones. */
+  plainTrusted: Endpoint[];
+}
+
+function candidatesOf(list: readonly Endpoint[]): Candidates {
+  const all = list.filter((e) => e.state === 'up' || e.state === 'degraded');
+  const plain = list.filter((e) => e.state === 'up');
+  const suspects = all.some((e) => e.suspected);
+  return {
+    all,
+    plain,
+    suspects,
+    allTrusted: suspects ? all.filter((e) => !e.suspected) : all,
+    plainTrusted: suspects ? plain.filter((e) => !e.suspected) : plain,
+  };
 }

@@ -40,6 +40,15 @@ export class Endpoint {
   failedAt = 0;
   /** The latest failure, if any. */
   lastError: Error | undefined = undefined;
+  /**
+   * True while the endpoint is suspected of being stuck: a hedged read it
+   * had waited on longer than the hedge delay was answered by another
+   * member first (see {@link EndpointBalancer.suspect}). New reads go to
+   * the other members first until it answers again (any request, or a
+   * health probe). Its {@link EndpointState} is not changed by it: writes
+   * still go to it when it is the leader.
+   */
+  suspected = false;
   /** Requests currently sent to this endpoint and not finished. */
   inFlight = 0;
   /** True once the endpoint left the cluster; its pool closes when its last request ends. */

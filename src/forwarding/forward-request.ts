@@ -8,11 +8,15 @@ import { needsQuorum } from '../balancer/endpoint-balancer.js';
 import type { EndpointBalancer } from '../balancer/endpoint-balancer.js';
 import { UpstreamError } from '../errors.js';
 import { sendJsonError } from '../handler/json-error.js';
-import type { DropReason, V2ProxyHandlerEvents } from '../handler/proxy-events.js';
+import type { DropReason, HedgeOutcome, V2ProxyHandlerEvents } from '../handler/proxy-events.js';
 import { isTlsHandshakeFailure } from '../tls-options.js';
 import { UpstreamReadTimeout } from '../transport/upstream-connection.js';
 import type { UpstreamConnection, UpstreamHandler } from '../transport/upstream-connection.js';
 import { queryFlag } from '../handler/v2-query.js';
+import { HedgeBudget } from './hedge-budget.js';
+import { HedgeDelay } from './hedge-delay.js';
+import { HedgeTimers } from './hedge-timers.js';
+import type { HedgeNode } from './hedge-timers.js';
 
 const debug = createDebug('etcd-v2-proxy:forward');
 
@@ -25,6 +29,19 @@ const debug = createDebug('etcd-v2-proxy:forward');
  * client yet. A POST, PUT or DELETE whose bytes may have reached a member is
  * never sent again (etcd's proxy re-sends it, which can create a second
  * in-order key for one POST).
+ *
+ * Hedged reads: a plain read (GET or HEAD, not a watch; quorum reads
+ * included) that has no response head after the hedge delay (hedge-delay.ts)
+ * is sent to a second available member as well, if the budget allows
+ * (hedge-budget.ts): the first response head wins and the other request is
+ * aborted. A write or a watch is never hedged, nor a read whose client got
+ * anything already. The member that lost, when it had waited longer than the
+ * delay (the first one always has), is suspected (EndpointBalancer.suspect):
+ * new reads go elsewhere until it answers again. When the first request
+ * fails while the second is on its way, the second simply goes on (it is
+ * the retry); when the second fails, the first goes on. With pipelined
+ * reads (`pipelineReads`) a hedge goes on a connection of its own, never
+ * behind other reads: it is there to get round a member that is stuck.
  */
 
 /**
@@ -102,6 +119,25 @@ export interface ForwardSettings {
   readonly stripCors: boolean;
   /** Most plain GETs pipelined on one connection (V2ProxyHandlerOptions.pipelineReads); 1: none. */
   readonly pipelineReads: number;
+  /** Hedged reads (V2ProxyHandlerOptions.hedgeDelay); undefined when turned off. */
+  readonly hedging: Hedging | undefined;
+}
+
+/** The state of hedged reads, one per handler. */
+export interface Hedging {
+  readonly delay: HedgeDelay;
+  readonly budget: HedgeBudget;
+  readonly timers: HedgeTimers<Exchange>;
+}
+
+/** Hedged reads with `setting` (`hedgeDelay`: ms, or `'auto'`); undefined for 0 (off). */
+export function forwardHedging(setting: number | 'auto'): Hedging | undefined {
+  if (setting === 0) return undefined;
+  return { delay: new HedgeDelay(setting), budget: new HedgeBudget(), timers: new HedgeTimers<Exchange>(onHedgeDue) };
+}
+
+function onHedgeDue(x: Exchange): void {
+  x.hedgeDue();
 }
 
 // Hop-by-hop headers (RFC 9110 section 7.6.1) plus Expect, which this proxy
@@ -198,7 +234,14 @@ export function forwardRequest(
   settings: ForwardSettings,
   arrived: number,
 ): void {
-  new Exchange(req, res, body, bodyLength, endpoints, settings, arrived).attempt(0);
+  const x = new Exchange(req, res, body, bodyLength, endpoints, settings, arrived);
+  x.attempt(0);
+  if (x.hedgeable && x.phase !== Phase.Over) {
+    const hedging = settings.hedging!;
+    hedging.budget.read(arrived);
+    x.hedgeDelay = hedging.delay.current;
+    hedging.timers.add(x, x.sentAt + x.hedgeDelay);
+  }
 }
 
 /**
@@ -206,11 +249,16 @@ export function forwardRequest(
  * lives in this one object, which is also the handler its upstream
  * connection reports to: a request allocates no closures.
  */
-class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
+class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamHandler, InFlight {
   dueAt = 0;
   dueQueue: DeadlineQueue<Exchange> | undefined = undefined;
   dueBefore: Exchange | undefined = undefined;
   dueAfter: Exchange | undefined = undefined;
+  hedgeAt = 0;
+  hedgeQueue: HedgeTimers<Exchange> | undefined = undefined;
+  hedgePrev: Exchange | undefined = undefined;
+  hedgeNext: Exchange | undefined = undefined;
+  hedgeReady = false;
 
   readonly method: string;
   /** The request line and headers sent upstream, built once for every attempt; dropped once the answer streams. */
@@ -232,6 +280,18 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
   paused = false;
   /** Aborted by the handler's drain() or close(): not the member's failure. */
   aborted = false;
+  /** The handler the current attempt's connection reports to: this exchange, or its hedge once that carries the request. */
+  current: UpstreamHandler = this;
+  /** `performance.now()` when the current attempt was sent. */
+  sentAt = 0;
+  /** Attempts sent to a member, the hedge included (a pipelined request sent again is not another). */
+  tries = 0;
+  /** A plain read (GET or HEAD, not a watch) of a handler that hedges. */
+  readonly hedgeable: boolean;
+  /** The hedge delay this read waits, in ms. */
+  hedgeDelay = 0;
+  /** The hedge, once sent (kept once over, so that a retry skips its endpoint). */
+  hedge: Hedge | undefined = undefined;
 
   constructor(
     readonly req: ClientRequest,
@@ -258,15 +318,20 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     // quorum read (etcd answers GET /health with a quorum read too).
     this.pipeline =
       settings.pipelineReads > 1 && this.method === 'GET' && !this.watch && inKeySpace(url) && !queryFlag(url, 'quorum') ? settings.pipelineReads : 1;
+    this.hedgeable = settings.hedging !== undefined && this.retryable && !this.watch;
     this.endpoint = endpoints[0]!;
     res[EXCHANGE] = this;
     res.on('close', onClientClose);
   }
 
-  attempt(index: number): void {
+  /** Sends the request to `endpoints[index]` (`again`: the same attempt sent again, see onUpstreamDetached). */
+  attempt(index: number, again = false): void {
     const { settings } = this;
     const endpoint = (this.endpoint = this.endpoints[index]!);
     this.index = index;
+    this.current = this;
+    this.sentAt = this.tries === 0 ? this.arrived : performance.now();
+    if (!again) this.tries++;
     this.phase = Phase.Dialing;
     this.released = false;
     settings.inFlight.add(this);
@@ -279,12 +344,104 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
 
   /** Ends the current attempt with `err` (a deadline passed: the member is at fault). */
   fail(err: UpstreamError): void {
-    if (this.up !== undefined) this.up.abort(this, err, true);
+    if (this.up !== undefined) this.up.abort(this.current, err, true);
   }
 
   abort(): void {
     this.aborted = true;
-    if (this.up !== undefined) this.up.abort(this, new Error('aborted'));
+    this.endHedge('cancelled');
+    if (this.up !== undefined) this.up.abort(this.current, new Error('aborted'));
+  }
+
+  /**
+   * The hedge delay passed (in a setImmediate after the timer, so that an
+   * answer that came meanwhile was read first): sends the request to a
+   * second member too, when one is available and the budget allows.
+   */
+  hedgeDue(): void {
+    const { settings } = this;
+    if (this.phase === Phase.Over || this.phase === Phase.Streaming || this.hedge !== undefined) return;
+    if (this.clientGone || this.aborted || settings.stopping || this.res.headersSent) return;
+    const from = this.endpoint;
+    const to = this.hedgeTarget();
+    if (to === undefined) {
+      this.hedged(from, undefined, 'no-endpoint');
+      return;
+    }
+    if (!settings.hedging!.budget.take(performance.now())) {
+      this.hedged(from, undefined, 'no-budget');
+      return;
+    }
+    this.tries++;
+    debug('%s %s: no answer from %s after %d ms, sent to %s as well', this.method, this.req.url, from.url, this.hedgeDelay, to.url);
+    this.hedge = new Hedge(this, from, to);
+  }
+
+  /** The member a hedge goes to: the next one in the plan that can serve this read and is neither down nor suspected. */
+  private hedgeTarget(): Endpoint | undefined {
+    const quorum = queryFlag(this.req.url ?? '', 'quorum');
+    for (let i = this.index + 1; i < this.endpoints.length; i++) {
+      const e = this.endpoints[i]!;
+      if (e === this.endpoint || e.suspected || e.retired) continue;
+      if (e.state === 'up' || (e.state === 'degraded' && !quorum)) return e;
+    }
+    return undefined;
+  }
+
+  /** The hedge's response head came first: it carries the request from now on, the first attempt is aborted. */
+  hedgeWon(hedge: Hedge, conn: UpstreamConnection, status: number, statusText: string, hasBody: boolean, lengthUnknown: boolean): void {
+    const lostUp = this.up;
+    const lostHandler = this.current;
+    const lost = this.endpoint;
+    this.over();
+    this.adopt(hedge);
+    hedge.settle('won');
+    // Its onUpstreamError finds the exchange on the hedge's connection: ignored.
+    lostUp?.abort(lostHandler, new Error('another member answered first (hedged read)'));
+    // It had the delay's head start and still lost.
+    if (!this.settings.stopping) this.settings.balancer.suspect(lost);
+    this.onUpstreamHead(conn, status, statusText, hasBody, lengthUnknown);
+  }
+
+  /** Makes `hedge` the current attempt (the exchange's own is over). */
+  private adopt(hedge: Hedge): void {
+    const { settings } = this;
+    hedge.adopted = true;
+    this.current = hedge;
+    this.up = hedge.up;
+    this.endpoint = hedge.endpoint;
+    this.sentAt = hedge.sentAt;
+    this.phase = hedge.phase;
+    this.released = false;
+    settings.inFlight.add(this);
+    const { deadlines } = settings;
+    if (this.phase === Phase.Dialing) deadlines.dial.add(this);
+    else if (this.phase === Phase.Writing) deadlines.write?.add(this);
+    else if (this.phase === Phase.Waiting) deadlines.response?.add(this);
+  }
+
+  /** The read ends without its hedge's answer: a hedge on its way is aborted; one that carried the request ends with `outcome`. */
+  private endHedge(outcome: 'failed' | 'cancelled'): void {
+    this.hedgeQueue?.remove(this);
+    const hedge = this.hedge;
+    if (hedge === undefined || hedge.settled) return;
+    if (hedge.adopted) hedge.settle(outcome);
+    else hedge.stop('cancelled');
+  }
+
+  /** Reports a hedged read's outcome. */
+  hedged(from: Endpoint, to: Endpoint | undefined, outcome: HedgeOutcome): void {
+    const { events } = this.settings;
+    if (events.listenerCount('hedged') > 0) {
+      events.emit('hedged', { method: this.method, url: this.req.url ?? '', from: from.url, to: to?.url, outcome, delayMs: this.hedgeDelay });
+    }
+  }
+
+  /** Index in `endpoints` of the endpoint a retry goes to, -1 when none is left (the hedge's endpoint is skipped: it was tried). */
+  private nextIndex(): number {
+    const skip = this.hedge?.endpoint;
+    for (let i = this.index + 1; i < this.endpoints.length; i++) if (this.endpoints[i] !== skip) return i;
+    return -1;
   }
 
   onUpstreamConnected(conn: UpstreamConnection): void {
@@ -308,18 +465,26 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
 
   onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, _hasBody: boolean, lengthUnknown: boolean): void {
     if (conn !== this.up || this.phase === Phase.Over) return;
-    const { settings, endpoint, res } = this;
+    const { settings, endpoint, res, hedge } = this;
     this.dueQueue?.remove(this);
     // A member that is stopping or lost its leader answers a read with 5xx
     // ("server stopped", "request timed out"): a GET or HEAD may still go
-    // to another member, as nothing has reached the client yet.
-    if (this.retryable && status >= 500 && status <= 504 && this.index + 1 < this.endpoints.length) {
+    // to another member (or wait for its hedge), as nothing has reached the client yet.
+    if (this.retryable && status >= 500 && status <= 504 && ((hedge !== undefined && !hedge.settled) || this.nextIndex() >= 0)) {
       conn.discard();
       this.failed(new UpstreamError(endpoint.url, 'request', `answered ${status}`));
       return;
     }
     this.phase = Phase.Streaming;
-    if (endpoint.state === 'down') settings.balancer.reportAnswer(endpoint);
+    if (this.hedgeable) {
+      this.hedgeQueue?.remove(this);
+      settings.hedging!.delay.observe(performance.now() - this.sentAt);
+      if (hedge !== undefined && !hedge.settled) {
+        if (hedge.adopted) hedge.settle('won');
+        else hedge.stop('lost');
+      }
+    }
+    if (endpoint.state === 'down' || endpoint.suspected) settings.balancer.reportAnswer(endpoint);
     try {
       const raw = conn.rawHead;
       if (raw !== undefined && res.writeRawHead !== undefined && !(settings.stripCors && conn.headHasCors)) {
@@ -342,7 +507,7 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
         endpoint: endpoint.url,
         status,
         durationMs: performance.now() - this.arrived,
-        attempts: this.index + 1,
+        attempts: this.tries,
         watch: this.watch,
       });
     }
@@ -376,7 +541,7 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     if (conn !== this.up || this.phase === Phase.Over) return;
     // Pipelined behind a request that left its connection: nothing of the answer came; the same endpoint again.
     this.over();
-    this.attempt(this.index);
+    this.attempt(this.index, true);
   }
 
   /** The current attempt is over, however it ended: its endpoint and in-flight entries are released. */
@@ -397,6 +562,7 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
     this.over();
     const { settings, endpoint, method, req, res } = this;
     if (this.clientGone || this.aborted) {
+      this.endHedge('cancelled');
       debug('%s %s to %s aborted: %s', method, req.url, endpoint.url, this.clientGone ? 'client went away' : 'proxy closing');
       if (!this.clientGone) res.destroy();
       return;
@@ -409,32 +575,32 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
         : wasPhase === Phase.Streaming
           ? 'response'
           : 'request';
-    const failure =
-      err instanceof UpstreamError
-        ? err
-        : err instanceof UpstreamReadTimeout
-          ? new UpstreamError(endpoint.url, phase, err.message, { timeout: true })
-          : new UpstreamError(endpoint.url, phase, endpoint.describeFailure(err), { cause: err });
-    // A degraded member (alive, no leader: its /health says so) can't answer a write or a quorum read: its
-    // failing one says nothing new, and must not hide that it still serves plain reads.
-    const expected = endpoint.state === 'degraded' && failure.phase !== 'connect' && needsQuorum(method, req.url ?? '');
-    if (!expected) settings.balancer.reportFailure(endpoint, failure);
+    const failure = upstreamFailure(endpoint, phase, err);
+    reportFailure(settings.balancer, endpoint, failure, method, req.url ?? '');
     debug('%s %s to %s failed (%s): %s', method, req.url, endpoint.url, failure.phase, failure.message);
     if (res.headersSent) {
+      this.endHedge('failed');
       this.dropped('failed-response', 0, failure);
       res.destroy();
       return;
     }
     const mayRetry = failure.phase === 'connect' || (this.retryable && failure.phase === 'request');
-    const next = this.endpoints[this.index + 1];
+    const hedge = this.hedge;
+    // The hedge carried the request and failed: it is over. One on its way is the retry.
+    if (hedge !== undefined && hedge.adopted && !hedge.settled) hedge.settle('failed');
+    const waiting = hedge !== undefined && !hedge.settled ? hedge : undefined;
+    const nextIndex = waiting === undefined ? this.nextIndex() : -1;
+    const next = waiting?.endpoint ?? (nextIndex < 0 ? undefined : this.endpoints[nextIndex]);
     if (mayRetry && next !== undefined) {
       const { events } = settings;
       if (events.listenerCount('retried') > 0) {
         events.emit('retried', { method, url: req.url ?? '', from: endpoint.url, to: next.url, error: failure });
       }
-      this.attempt(this.index + 1);
+      if (waiting !== undefined) this.adopt(waiting);
+      else this.attempt(nextIndex);
       return;
     }
+    this.endHedge('failed');
     if (!mayRetry) {
       this.dropped(failure.timeout ? 'timeout' : 'failed-sending', failure.timeout ? 504 : 502, failure);
       sendJsonError(
@@ -445,13 +611,137 @@ class Exchange implements DeadlineNode<Exchange>, UpstreamHandler, InFlight {
       return;
     }
     this.dropped('failed-sending', 502, failure);
-    sendJsonError(res, 502, `httpproxy: unable to get response from ${this.index + 1} endpoint(s)`);
+    sendJsonError(res, 502, `httpproxy: unable to get response from ${this.tries} endpoint(s)`);
   }
 
   dropped(reason: DropReason, status: number, error: UpstreamError): void {
     const { events } = this.settings;
     if (events.listenerCount('dropped') > 0) events.emit('dropped', { method: this.method, url: this.req.url ?? '', reason, status, error });
   }
+}
+
+/**
+ * The second request of a hedged read, to another member. It reports to
+ * its exchange: until a response head comes it only tracks its own
+ * progress; once it carries the request (it answered first, or the first
+ * attempt failed) it hands every report on to the exchange.
+ */
+class Hedge implements UpstreamHandler {
+  readonly up: UpstreamConnection;
+  readonly sentAt: number;
+  phase = Phase.Dialing;
+  /** It carries the request: the exchange's current attempt. */
+  adopted = false;
+  /** Its outcome was reported. */
+  settled = false;
+
+  constructor(
+    readonly exchange: Exchange,
+    /** The member the read was waiting on. */
+    readonly from: Endpoint,
+    readonly endpoint: Endpoint,
+  ) {
+    this.sentAt = performance.now();
+    // A connection of its own: never behind pipelined reads.
+    this.up = connectTo(endpoint, this, 1);
+    this.up.send(exchange.method, exchange.head, exchange.body, this);
+  }
+
+  settle(outcome: HedgeOutcome): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.exchange.hedged(this.from, this.endpoint, outcome);
+  }
+
+  /** Aborts it while on its way: the first attempt answered first (`lost`), or the read ended (`cancelled`). */
+  stop(outcome: 'lost' | 'cancelled'): void {
+    if (this.settled || this.adopted) return;
+    const waited = performance.now() - this.sentAt;
+    this.phase = Phase.Over;
+    this.settle(outcome);
+    this.up.abort(this, new Error('another member answered first (hedged read)'));
+    this.endpoint.release();
+    const { settings } = this.exchange;
+    debug('hedged %s %s to %s %s after %d ms', this.exchange.method, this.exchange.req.url, this.endpoint.url, outcome, Math.round(waited));
+    if (outcome === 'lost' && waited > this.exchange.hedgeDelay && !settings.stopping) settings.balancer.suspect(this.endpoint);
+  }
+
+  /** It failed on its way: the first attempt goes on. */
+  private failed(err: Error): void {
+    const wasPhase = this.phase;
+    this.phase = Phase.Over;
+    this.settle('failed');
+    this.endpoint.release();
+    const x = this.exchange;
+    if (x.settings.stopping || x.aborted || x.clientGone) return;
+    const failure = upstreamFailure(this.endpoint, wasPhase === Phase.Dialing ? 'connect' : 'request', err);
+    debug('hedged %s %s to %s failed (%s): %s', x.method, x.req.url, this.endpoint.url, failure.phase, failure.message);
+    reportFailure(x.settings.balancer, this.endpoint, failure, x.method, x.req.url ?? '');
+  }
+
+  onUpstreamConnected(conn: UpstreamConnection): void {
+    if (this.adopted) {
+      this.exchange.onUpstreamConnected(conn);
+      return;
+    }
+    if (conn !== this.up || this.phase !== Phase.Dialing) return;
+    this.phase = Phase.Writing;
+    const { readTimeout } = this.exchange.settings;
+    if (readTimeout > 0) conn.setReadTimeout(readTimeout);
+  }
+
+  onUpstreamWritten(conn: UpstreamConnection): void {
+    if (this.adopted) this.exchange.onUpstreamWritten(conn);
+    else if (conn === this.up && (this.phase === Phase.Dialing || this.phase === Phase.Writing)) this.phase = Phase.Waiting;
+  }
+
+  onUpstreamHead(conn: UpstreamConnection, status: number, statusText: string, hasBody: boolean, lengthUnknown: boolean): void {
+    if (this.adopted) {
+      this.exchange.onUpstreamHead(conn, status, statusText, hasBody, lengthUnknown);
+      return;
+    }
+    if (conn !== this.up || this.settled) return;
+    if (status >= 500 && status <= 504) {
+      conn.discard();
+      this.failed(new UpstreamError(this.endpoint.url, 'request', `answered ${status}`));
+      return;
+    }
+    this.exchange.hedgeWon(this, conn, status, statusText, hasBody, lengthUnknown);
+  }
+
+  onUpstreamData(conn: UpstreamConnection, chunk: Buffer): boolean {
+    return this.adopted ? this.exchange.onUpstreamData(conn, chunk) : true;
+  }
+
+  onUpstreamEnd(conn: UpstreamConnection): void {
+    if (this.adopted) this.exchange.onUpstreamEnd(conn);
+  }
+
+  onUpstreamError(conn: UpstreamConnection, err: Error): void {
+    if (this.adopted) this.exchange.onUpstreamError(conn, err);
+    else if (conn === this.up && !this.settled) this.failed(err);
+  }
+
+  onUpstreamDetached(conn: UpstreamConnection): void {
+    // Never pipelined: not expected; handled as a failure of this connection.
+    if (this.adopted) this.exchange.onUpstreamError(conn, new Error('connection can no longer carry the request'));
+    else if (conn === this.up && !this.settled) this.failed(new Error('connection can no longer carry the request'));
+  }
+}
+
+/** `err` of a request to `endpoint`, as the UpstreamError the events and the balancer get. */
+function upstreamFailure(endpoint: Endpoint, phase: 'connect' | 'request' | 'response', err: Error): UpstreamError {
+  if (err instanceof UpstreamError) return err;
+  if (err instanceof UpstreamReadTimeout) return new UpstreamError(endpoint.url, phase, err.message, { timeout: true });
+  return new UpstreamError(endpoint.url, phase, endpoint.describeFailure(err), { cause: err });
+}
+
+/** Tells the balancer of a member's failure, unless it says nothing new. */
+function reportFailure(balancer: EndpointBalancer, endpoint: Endpoint, failure: UpstreamError, method: string, url: string): void {
+  // A degraded member (alive, no leader: its /health says so) can't answer a write or a quorum read: its
+  // failing one says nothing new, and must not hide that it still serves plain reads.
+  const expected = endpoint.state === 'degraded' && failure.phase !== 'connect' && needsQuorum(method, url);
+  if (!expected) balancer.reportFailure(endpoint, failure);
 }
 
 /** A request under `/v2/keys` (the v2 key space), in origin form. */

@@ -87,7 +87,38 @@ export interface ClientAbortedEvent {
 }
 
 /**
- * Events of {@link V2ProxyHandler}: one outcome per request, plus `retried` per failed attempt.
+ * What became of a hedged read (see {@link V2ProxyHandlerOptions.hedgeDelay}):
+ * - `won`: the second request's response head came first; the first request was aborted.
+ * - `lost`: the first request's head came first; the second was aborted.
+ * - `failed`: the second request failed (no connection, an error, a 5xx) while the first went on.
+ * - `cancelled`: the client went away, or the proxy stopped, before either head.
+ * - `no-budget`: not sent: the hedge budget (10 % of reads over 10 s) was spent.
+ * - `no-endpoint`: not sent: no other member was available.
+ * @public
+ */
+export type HedgeOutcome = 'won' | 'lost' | 'failed' | 'cancelled' | 'no-budget' | 'no-endpoint';
+
+/**
+ * A plain read had no response head after the hedge delay: it was sent to a
+ * second member as well (or could not be: `no-budget`, `no-endpoint`).
+ * Emitted once per such read, when the outcome is known.
+ * @public
+ */
+export interface HedgedEvent {
+  readonly method: string;
+  readonly url: string;
+  /** The member the read was waiting on. */
+  readonly from: string;
+  /** The member it was sent to as well; undefined when it was not sent. */
+  readonly to: string | undefined;
+  readonly outcome: HedgeOutcome;
+  /** The hedge delay the read waited, in ms. */
+  readonly delayMs: number;
+}
+
+/**
+ * Events of {@link V2ProxyHandler}: one outcome per request, plus `retried` per failed attempt
+ * and `hedged` per read that waited past the hedge delay.
  * @public
  */
 export interface V2ProxyHandlerEvents {
@@ -97,4 +128,5 @@ export interface V2ProxyHandlerEvents {
   retried: (event: RetriedEvent) => void;
   dropped: (event: DroppedEvent) => void;
   clientAborted: (event: ClientAbortedEvent) => void;
+  hedged: (event: HedgedEvent) => void;
 }

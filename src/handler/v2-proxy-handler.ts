@@ -7,12 +7,13 @@ import { corsOption, isPreflight } from './cors.js';
 import type { CorsPolicy } from './cors.js';
 import type { EndpointBalancer } from '../balancer/endpoint-balancer.js';
 import { InvalidOptionError } from '../errors.js';
-import { forwardDeadlines, forwardRequest, rawHeader } from '../forwarding/forward-request.js';
+import { forwardDeadlines, forwardHedging, forwardRequest, rawHeader } from '../forwarding/forward-request.js';
 import type { ClientRequest, ClientResponse, ForwardSettings, InFlight } from '../forwarding/forward-request.js';
 import { sendJsonError } from './json-error.js';
 import { queryFlag } from './v2-query.js';
 import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
 import { describe, durationOption, positiveIntegerOption, signalOption } from '../validate-options.js';
+import { hedgeDelayOption } from '../forwarding/hedge-delay.js';
 import type { V3Backend } from '../v3-backend/v3-backend.js';
 
 const debug = createDebug('etcd-v2-proxy:handler');
@@ -95,6 +96,30 @@ export interface V2ProxyHandlerOptions {
    * (docs/benchmarks.md).
    */
   pipelineReads?: number;
+  /**
+   * Hedged reads: a plain read (GET or HEAD that is not a watch; quorum
+   * reads included) with no response head after this many ms is sent to a
+   * second available member as well; the first response head wins and the
+   * other request is aborted. Writes and watches are never hedged, nor a
+   * read whose client got any byte already. 0 turns hedging off. Not an
+   * etcd flag; CLI: `--hedge-delay`. Default: `'auto'`.
+   *
+   * `'auto'`: twice the p99 of the time from a request sent to a member to
+   * its response head, over the last 1,024 reads answered, at least 10 ms
+   * and at most 500 ms (500 ms until the first answer). With a p99 of 2 ms
+   * the delay is 10 ms; with 30 ms it is 60 ms.
+   *
+   * Budget: a read is hedged only while the hedges of the last 10 s number
+   * fewer than 10 % of the plain reads of the last 10 s (or 10, whichever
+   * is more), so a cluster that is slow as a whole is not sent twice the
+   * reads. A member that lost a hedged read after waiting longer than the
+   * delay (a stuck one: a GC pause, a full disk, a frozen VM) is suspected:
+   * new reads go to the other members until it answers again (a request,
+   * or the health probe sent at once and every second). The `hedged` event
+   * and `etcd_v2_proxy_hedged_reads_total` report each hedged read's
+   * outcome. With `pipelineReads`, a hedge goes on a connection of its own.
+   */
+  hedgeDelay?: number | 'auto';
   /**
    * Where the v2 API is served from. Default: not set: every request is
    * forwarded to the members' own v2 API (etcd's `--proxy`). A
@@ -218,6 +243,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       stopping: false,
       stripCors: this.cors !== undefined,
       pipelineReads: positiveIntegerOption('pipelineReads', options.pipelineReads, 1),
+      hedging: forwardHedging(hedgeDelayOption(options.hedgeDelay)),
     };
     this.signal = signalOption(options.signal);
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
@@ -237,6 +263,15 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
         this.forward(req, res, body, length, arrived);
       },
     });
+  }
+
+  /**
+   * The hedge delay now, in ms (see {@link V2ProxyHandlerOptions.hedgeDelay}):
+   * the fixed one, or what `'auto'` makes of the latest answers; 0 when
+   * hedging is off.
+   */
+  get hedgeDelay(): number {
+    return this.settings.hedging?.delay.current ?? 0;
   }
 
   /** Number of upstream requests in flight (watches included). */
@@ -277,6 +312,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     this.backend?.endWatches();
     this.settings.watches.clear();
     this.settings.deadlines.close();
+    this.settings.hedging?.timers.close();
   }
 
   /** A v2 request answered by the v3 backend: reported as `forwarded` (endpoint `v3`) once its head is sent, so metrics count it as a member's answer. */

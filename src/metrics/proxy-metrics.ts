@@ -3,7 +3,7 @@ import { Gauge, Registry } from 'prom-client';
 import type { Metric, RegistryContentType } from 'prom-client';
 import type { EndpointBalancer } from '../balancer/endpoint-balancer.js';
 import { InvalidOptionError } from '../errors.js';
-import type { ClientAbortedEvent, DropReason, DroppedEvent, ForwardedEvent, RetriedEvent } from '../handler/proxy-events.js';
+import type { ClientAbortedEvent, DropReason, DroppedEvent, ForwardedEvent, HedgedEvent, HedgeOutcome, RetriedEvent } from '../handler/proxy-events.js';
 import type { MembershipView, V2ProxyHandler } from '../handler/v2-proxy-handler.js';
 import { TallyCounter, TallyHistogram } from './tally-metrics.js';
 import { PROXY_READY_PATH } from '../handler/v2-proxy-handler.js';
@@ -104,9 +104,14 @@ export interface ProxyMetricsOptions {
  * - `etcd_proxy_handling_duration_seconds{method}`: time to the member's
  *   response headers, watches (`wait=true`) left out, with etcd's buckets.
  *
- * plus this library's own (not in etcd): `etcd_v2_proxy_client_aborted_total{method}`
- * and the gauges `etcd_v2_proxy_endpoints`, `etcd_v2_proxy_available_endpoints`,
- * `etcd_v2_proxy_members`, `etcd_v2_proxy_membership_stale` and
+ * plus this library's own (not in etcd): `etcd_v2_proxy_client_aborted_total{method}`,
+ * `etcd_v2_proxy_hedged_reads_total{outcome}` (reads that waited past the
+ * hedge delay, by {@link HedgeOutcome} with `_` for `-`: `won`, `lost`,
+ * `failed` and `cancelled` were sent to a second member, `no_budget` and
+ * `no_endpoint` were not), and the gauges `etcd_v2_proxy_hedge_delay_seconds`,
+ * `etcd_v2_proxy_endpoints`, `etcd_v2_proxy_available_endpoints`,
+ * `etcd_v2_proxy_suspected_endpoints`, `etcd_v2_proxy_members`,
+ * `etcd_v2_proxy_membership_stale` and
  * `etcd_v2_proxy_membership_last_refresh_timestamp_seconds`.
  *
  * The counters and the histogram are kept in tallies the registry reads at
@@ -167,9 +172,35 @@ export class ProxyMetrics {
     const aborted = this.tally(
       new TallyCounter('etcd_v2_proxy_client_aborted_total', 'Requests whose client went away before the response was complete, by method.'),
     );
+    const hedged = this.tally(
+      new TallyCounter(
+        'etcd_v2_proxy_hedged_reads_total',
+        'Reads with no response head after the hedge delay, by outcome (won, lost, failed, cancelled: sent to a second member; no_budget, no_endpoint: not sent).',
+      ),
+    );
+    this.add(
+      new Gauge({
+        name: 'etcd_v2_proxy_hedge_delay_seconds',
+        help: 'The hedge delay now (0: hedging off).',
+        registers: [],
+        collect() {
+          this.set(typeof handler.hedgeDelay === 'number' ? handler.hedgeDelay / 1000 : 0);
+        },
+      }),
+    );
     if (balancer !== undefined) {
       this.add(new Gauge({ name: 'etcd_v2_proxy_endpoints', help: 'Client URLs known, available or not.', registers: [], collect() { this.set(balancer.endpoints.length); } }));
       this.add(new Gauge({ name: 'etcd_v2_proxy_available_endpoints', help: 'Client URLs not marked down.', registers: [], collect() { this.set(balancer.available.length); } }));
+      this.add(
+        new Gauge({
+          name: 'etcd_v2_proxy_suspected_endpoints',
+          help: 'Client URLs suspected of being stuck (they lost a hedged read): reads avoid them until they answer.',
+          registers: [],
+          collect() {
+            this.set(balancer.endpoints.filter((e) => e.suspected).length);
+          },
+        }),
+      );
     }
     if (resolver !== undefined) {
       this.add(new Gauge({ name: 'etcd_v2_proxy_members', help: 'Members in the latest member list.', registers: [], collect() { this.set(resolver.snapshot?.members.length ?? 0); } }));
@@ -197,6 +228,7 @@ export class ProxyMetrics {
     const durationOf = memo((method: string) => duration.cell({ method }));
     const droppedOf = memo((method: string) => memo((error: ProxyingError) => dropped.cell({ method, proxying_error: error })));
     const abortedOf = memo((method: string) => aborted.cell({ method }));
+    const hedgedOf = memo((outcome: HedgeOutcome) => hedged.cell({ outcome: outcome.replace('-', '_') }));
     const onRequest = (method: string, url: string): void => {
       if (isLocalPath(url)) return;
       requestsOf(method).value++;
@@ -216,17 +248,22 @@ export class ProxyMetrics {
     const onAborted = (e: ClientAbortedEvent): void => {
       abortedOf(e.method).value++;
     };
+    const onHedged = (e: HedgedEvent): void => {
+      hedgedOf(e.outcome).value++;
+    };
     handler.on('request', onRequest);
     handler.on('forwarded', onForwarded);
     handler.on('retried', onRetried);
     handler.on('dropped', onDropped);
     handler.on('clientAborted', onAborted);
+    handler.on('hedged', onHedged);
     this.detach.push(() => {
       handler.off('request', onRequest);
       handler.off('forwarded', onForwarded);
       handler.off('retried', onRetried);
       handler.off('dropped', onDropped);
       handler.off('clientAborted', onAborted);
+      handler.off('hedged', onHedged);
     });
 
     this.handle = (req, res) => this.serve(req, res);

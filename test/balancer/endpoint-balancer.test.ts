@@ -12,6 +12,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Endpoint, EndpointBalancer, InvalidOptionError } from '../../src/index.js';
 import type { Endpoint as EndpointType } from '../../src/index.js';
 
@@ -279,5 +281,79 @@ describe('EndpointBalancer options', () => {
       name: 'InvalidOptionError',
       message: 'invalid option endpoints: "http://127.0.0.1" must give a port (host:port)',
     });
+  });
+});
+
+describe('EndpointBalancer.suspect (a member that lost a hedged read)', () => {
+  it('new reads go to the other members first, writes are unchanged; an answer ends it', (t) => {
+    const b = new EndpointBalancer({ endpoints: [A, B, C], leaderWrites: false, strategy: 'first-available', failureWait: 60000 });
+    t.after(() => b.close());
+    const a = byUrl(b, A);
+    const suspected: string[] = [];
+    const cleared: string[] = [];
+    b.on('endpointSuspected', (e) => suspected.push(e.url));
+    b.on('endpointCleared', (e) => cleared.push(e.url));
+    b.suspect(a);
+    b.suspect(a);
+    assert.equal(a.suspected, true);
+    assert.equal(a.state, 'up', 'suspicion is not a state: writes and the metrics still see it up');
+    assert.deepEqual(suspected, [A], 'one event per suspicion');
+    for (let i = 0; i < 20; i++) {
+      for (const method of ['GET', 'HEAD']) {
+        for (const url of ['/v2/keys/k', '/v2/keys/k?quorum=true']) {
+          const plan = b.plan(method, url);
+          assert.notEqual(plan[0], a, `${method} ${url} went to the suspected member first`);
+          assert.equal(plan.length, 3, 'the suspected member is still a last resort');
+          assert.equal(plan[2], a);
+        }
+      }
+    }
+    // A down member comes after the suspected one.
+    b.reportFailure(byUrl(b, C), new Error('refused'));
+    assert.deepEqual(urls(b.plan('GET', '/v2/keys/k')), [B, A, C]);
+    // Writes: unchanged (first-available puts the first of the list first, suspected or not).
+    assert.equal(b.plan('PUT', '/v2/keys/k')[0], b.order()[0]);
+    b.reportAnswer(a);
+    assert.equal(a.suspected, false);
+    assert.deepEqual(cleared, [A]);
+  });
+
+  it('every member suspected: reads go to them all as before', (t) => {
+    const b = new EndpointBalancer({ endpoints: [A, B], leaderWrites: false });
+    t.after(() => b.close());
+    for (const e of b.endpoints) b.suspect(e);
+    assert.deepEqual(urls(b.plan('GET', '/v2/keys/k')).sort(), [A, B]);
+  });
+
+  it('a down member is not suspected, and a suspected one that fails is down, no longer suspected', (t) => {
+    const b = new EndpointBalancer({ endpoints: [A, B], leaderWrites: false, failureWait: 60000 });
+    t.after(() => b.close());
+    const a = byUrl(b, A);
+    const bb = byUrl(b, B);
+    b.reportFailure(a, new Error('refused'));
+    b.suspect(a);
+    assert.equal(a.suspected, false);
+    b.suspect(bb);
+    b.reportFailure(bb, new Error('refused'));
+    assert.equal(bb.suspected, false);
+    assert.equal(bb.state, 'down');
+  });
+
+  it('a suspected member that answers its health probe is cleared', async (t) => {
+    const server = createServer((req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end('{"health":"true"}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const b = new EndpointBalancer({ endpoints: [url, B], leaderWrites: false });
+    t.after(() => b.close());
+    const e = byUrl(b, url);
+    const cleared = new Promise<EndpointType>((resolve) => b.once('endpointCleared', resolve));
+    b.suspect(e);
+    assert.equal(e.suspected, true);
+    assert.equal(await cleared, e);
+    assert.equal(e.suspected, false);
   });
 });

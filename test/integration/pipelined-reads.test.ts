@@ -149,6 +149,8 @@ describe('pipelined reads to a member that stops answering', { skip: skipWithout
       strategy: 'first-available',
       pipelineReads: 8,
       responseTimeout: 1000,
+      // Hedging off: this is the deadline path (the test below hedges).
+      hedgeDelay: 0,
     });
     assert.equal((await http(`${p.url}/v2/keys/pipe/stop?value=1`, { method: 'PUT' })).status, 201);
     // The plain GET below went once (in CI) to a follower that had not applied the write yet: 404.
@@ -175,6 +177,44 @@ describe('pipelined reads to a member that stops answering', { skip: skipWithout
       assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200], JSON.stringify(answers));
       // One responseTimeout (1 s) each, plus the retry: not 2, 3, 4 s for the ones queued behind.
       for (const a of answers) assert.ok(a.ms < 1900, `answers after ${JSON.stringify(answers.map((x) => x.ms))} ms; served: ${served.join(', ')}`);
+      for (const c of conns) c.close();
+    } finally {
+      stopped.signal('SIGCONT');
+    }
+  });
+
+  it('with hedged reads, each GET queued on a silent member goes to another member after the hedge delay, not the responseTimeout', async () => {
+    const members = await cluster(3);
+    const p = await proxy({
+      initialCluster: members.map((x) => `${x.name}=${x.peerUrl}`).join(','),
+      dataDir: await tempDir(),
+      strategy: 'first-available',
+      pipelineReads: 8,
+      hedgeDelay: 50,
+    });
+    assert.equal((await http(`${p.url}/v2/keys/pipe/hedge?value=1`, { method: 'PUT' })).status, 201);
+    await applied(members, 'pipe/hedge');
+    const firstUrl = p.balancer.order()[0]!.url;
+    const stopped = members.find((x) => x.clientUrl === firstUrl)!;
+    assert.equal((await http(`${p.url}/v2/keys/pipe/hedge`)).status, 200);
+    onCleanup(() => stopped.signal('SIGCONT'));
+    const hedged: string[] = [];
+    p.handler.on('hedged', (e) => hedged.push(`${e.from} -> ${e.to ?? 'none'}: ${e.outcome}`));
+    try {
+      await freeze(stopped);
+      const conns = await Promise.all(Array.from({ length: 4 }, () => RawConnection.open(p.url)));
+      const started = Date.now();
+      for (const c of conns) c.write(`GET /v2/keys/pipe/hedge HTTP/1.1\r\nHost: p\r\n\r\n`);
+      const answers = await Promise.all(
+        conns.map(async (c) => {
+          const a = await c.read({ ms: 6000 });
+          return { status: a.status, ms: Date.now() - started };
+        }),
+      );
+      assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200], JSON.stringify(answers));
+      // The default responseTimeout is 10 s: these went round the stopped member after 50 ms.
+      for (const a of answers) assert.ok(a.ms < 1000, `answers after ${JSON.stringify(answers.map((x) => x.ms))} ms; hedges: ${hedged.join(', ')}`);
+      assert.ok(hedged.some((h) => h.startsWith(`${stopped.clientUrl} -> `) && h.endsWith(': won')), hedged.join(', '));
       for (const c of conns) c.close();
     } finally {
       stopped.signal('SIGCONT');

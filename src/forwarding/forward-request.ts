@@ -437,9 +437,19 @@ class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamH
     }
   }
 
-  /** Index in `endpoints` of the endpoint a retry goes to, -1 when none is left (the hedge's endpoint is skipped: it was tried). */
-  private nextIndex(): number {
-    const skip = this.hedge?.endpoint;
+  /**
+   * Index in `endpoints` of the endpoint a retry goes to, -1 when none is
+   * left. The hedge's endpoint is skipped (it was tried), unless
+   * `retryHedged`: the hedge carried the request after the first attempt
+   * failed, and failed too. It was sent a hedge delay after the first
+   * attempt, so it went through the same trouble (a quorum read sent during
+   * an election waits on a leader that is gone, then gets etcd's 500 or
+   * times out; a fresh one is answered once the new leader is in place),
+   * where the retry sent after the first attempt failed, as without
+   * hedging, would have come after it. So its member gets one fresh try.
+   */
+  private nextIndex(retryHedged = false): number {
+    const skip = retryHedged ? undefined : this.hedge?.endpoint;
     for (let i = this.index + 1; i < this.endpoints.length; i++) if (this.endpoints[i] !== skip) return i;
     return -1;
   }
@@ -589,7 +599,7 @@ class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamH
     // The hedge carried the request and failed: it is over. One on its way is the retry.
     if (hedge !== undefined && hedge.adopted && !hedge.settled) hedge.settle('failed');
     const waiting = hedge !== undefined && !hedge.settled ? hedge : undefined;
-    const nextIndex = waiting === undefined ? this.nextIndex() : -1;
+    const nextIndex = waiting === undefined ? this.nextIndex(hedge !== undefined && hedge.adopted) : -1;
     const next = waiting?.endpoint ?? (nextIndex < 0 ? undefined : this.endpoints[nextIndex]);
     if (mayRetry && next !== undefined) {
       const { events } = settings;

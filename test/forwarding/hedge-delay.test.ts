@@ -71,8 +71,8 @@ describe('HedgeDelay (hedgeDelay: auto)', () => {
 });
 
 describe('hedgeDelay option', () => {
-  it("takes 'auto' (the default), 0 (off) and whole milliseconds", () => {
-    assert.equal(hedgeDelayOption(undefined), 'auto');
+  it("takes 'auto', 0 (off, the default) and whole milliseconds", () => {
+    assert.equal(hedgeDelayOption(undefined), 0, 'off unless asked for');
     assert.equal(hedgeDelayOption('auto'), 'auto');
     assert.equal(hedgeDelayOption(0), 0);
     assert.equal(hedgeDelayOption(25), 25);
@@ -94,10 +94,12 @@ describe('hedgeDelay option', () => {
     const balancer = new EndpointBalancer();
     t.after(() => balancer.close());
     assert.throws(() => new V2ProxyHandler({ balancer, hedgeDelay: -5 }), /hedgeDelay.*got -5/);
-    const auto = new V2ProxyHandler({ balancer });
+    const byDefault = new V2ProxyHandler({ balancer });
+    const auto = new V2ProxyHandler({ balancer, hedgeDelay: 'auto' });
     const off = new V2ProxyHandler({ balancer, hedgeDelay: 0 });
     const fixed = new V2ProxyHandler({ balancer, hedgeDelay: 30 });
-    t.after(() => [auto, off, fixed].forEach((h) => h.close()));
+    t.after(() => [byDefault, auto, off, fixed].forEach((h) => h.close()));
+    assert.equal(byDefault.hedgeDelay, 0, 'hedging is opt-in');
     assert.equal(auto.hedgeDelay, 500);
     assert.equal(off.hedgeDelay, 0);
     assert.equal(fixed.hedgeDelay, 30);

@@ -103,7 +103,7 @@ describe('hedged reads against a real 3-member cluster', { skip: skipWithoutEtcd
 
   /** A proxy on the cluster, its hedged and retried events, and once known, the leader's member. */
   async function hedgingProxy(options: { responseTimeout?: number } = {}) {
-    const p = await proxy({ initialCluster, dataDir: await tempDir(), ...options });
+    const p = await proxy({ initialCluster, dataDir: await tempDir(), hedgeDelay: 'auto', ...options });
     const hedged: HedgedEvent[] = [];
     const retried: RetriedEvent[] = [];
     p.handler.on('hedged', (e) => hedged.push(e));

@@ -62,7 +62,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   'hedge-delay': {
     group: 'Proxy',
     value: 'ms|auto',
-    default: '0',
+    default: 'auto',
     help: 'Not an etcd flag: a plain read (GET or HEAD, no wait) with no answer after this long is sent to a second member as well, the first answer wins (0 = off; auto = twice the p99 of recent answers, 10 to 500 ms; at most 10 % of reads).',
   },
   'backend': {
@@ -212,7 +212,7 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
       writeTimeout: ms(values, 'proxy-write-timeout', 0),
       readTimeout: ms(values, 'proxy-read-timeout', 0),
       pipelineReads: count(values, 'pipeline-reads', 1, 64),
-      hedgeDelay: hedgeDelay(values.get('hedge-delay') ?? '0'),
+      hedgeDelay: hedgeDelay(values.get('hedge-delay') ?? 'auto'),
       ...(backend === 'v3' ? { backend: 'v3' as const } : {}),
       ...optional('v3Prefix', values.get('v3-prefix')),
       ...(v3User === undefined ? {} : { v3Username: v3User.slice(0, v3User.indexOf(':')), v3Password: v3User.slice(v3User.indexOf(':') + 1) }),

@@ -116,7 +116,7 @@ export interface CreateProxyOptions {
   maxBodyBytes?: number;
   /** See {@link V2ProxyHandlerOptions.pipelineReads}. CLI: `--pipeline-reads`. Default: 1 (no pipelining). */
   pipelineReads?: number;
-  /** See {@link V2ProxyHandlerOptions.hedgeDelay}. CLI: `--hedge-delay`. Default: 0 (off); `'auto'` turns it on. */
+  /** See {@link V2ProxyHandlerOptions.hedgeDelay}. CLI: `--hedge-delay`. Default: `'auto'` (0 turns hedging off). */
   hedgeDelay?: number | 'auto';
   /**
    * ms a client may take to send its request headers; a client that trickles

@@ -25,7 +25,7 @@ describe('examples/cli-flags: etcd proxy flags', () => {
     assert.equal(f.options.writeTimeout, 5000);
     assert.equal(f.options.pipelineReads, 1);
     assert.equal(parseFlags(['--pipeline-reads', '8']).options.pipelineReads, 8);
-    assert.equal(f.options.hedgeDelay, 0, 'hedging is opt-in');
+    assert.equal(f.options.hedgeDelay, 'auto');
     assert.equal(parseFlags(['--hedge-delay', '0']).options.hedgeDelay, 0, '0 turns hedging off');
     assert.equal(parseFlags(['--hedge-delay=40']).options.hedgeDelay, 40);
     assert.equal(parseFlags(['--hedge-delay', 'auto']).options.hedgeDelay, 'auto');

@@ -38,8 +38,10 @@ const debug = createDebug('etcd-v2-proxy:forward');
  * anything already. The member that lost, when it had waited longer than the
  * delay (the first one always has), is suspected (EndpointBalancer.suspect):
  * new reads go elsewhere until it answers again. When the first request
- * fails while the second is on its way, the second simply goes on (it is
- * the retry); when the second fails, the first goes on. With pipelined
+ * fails while the second is on its way, the retry goes out as without
+ * hedging (the second's member included, as a fresh request) and the second
+ * runs on: the first head of the two wins; with no retry left, the request
+ * waits for the second. When the second fails, the first goes on. With pipelined
  * reads (`pipelineReads`) a hedge goes on a connection of its own, never
  * behind other reads: it is there to get round a member that is stuck.
  */
@@ -390,6 +392,8 @@ class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamH
 
   /** The hedge's response head came first: it carries the request from now on, the first attempt is aborted. */
   hedgeWon(hedge: Hedge, conn: UpstreamConnection, status: number, statusText: string, hasBody: boolean, lengthUnknown: boolean): void {
+    // The attempt it beat: the first one, or a retry sent after the first failed (no head start: not suspected).
+    const headStart = this.sentAt <= hedge.sentAt;
     const lostUp = this.up;
     const lostHandler = this.current;
     const lost = this.endpoint;
@@ -399,7 +403,7 @@ class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamH
     // Its onUpstreamError finds the exchange on the hedge's connection: ignored.
     lostUp?.abort(lostHandler, new Error('another member answered first (hedged read)'));
     // It had the delay's head start and still lost.
-    if (!this.settings.stopping) this.settings.balancer.suspect(lost);
+    if (headStart && !this.settings.stopping) this.settings.balancer.suspect(lost);
     this.onUpstreamHead(conn, status, statusText, hasBody, lengthUnknown);
   }
 
@@ -440,13 +444,12 @@ class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamH
   /**
    * Index in `endpoints` of the endpoint a retry goes to, -1 when none is
    * left. The hedge's endpoint is skipped (it was tried), unless
-   * `retryHedged`: the hedge carried the request after the first attempt
-   * failed, and failed too. It was sent a hedge delay after the first
-   * attempt, so it went through the same trouble (a quorum read sent during
-   * an election waits on a leader that is gone, then gets etcd's 500 or
-   * times out; a fresh one is answered once the new leader is in place),
-   * where the retry sent after the first attempt failed, as without
-   * hedging, would have come after it. So its member gets one fresh try.
+   * `retryHedged`: a read was hedged. The hedge went out a hedge delay after
+   * the first attempt, so it may be stuck in the same trouble (a quorum
+   * read sent during an election waits on a leader that is gone; a fresh
+   * one is answered once the new leader is in place), where the retry sent
+   * after the first attempt failed, as without hedging, comes after it. So
+   * its member still gets a fresh request in the retry order.
    */
   private nextIndex(retryHedged = false): number {
     const skip = retryHedged ? undefined : this.hedge?.endpoint;
@@ -596,18 +599,24 @@ class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamH
     }
     const mayRetry = failure.phase === 'connect' || (this.retryable && failure.phase === 'request');
     const hedge = this.hedge;
-    // The hedge carried the request and failed: it is over. One on its way is the retry.
+    // The hedge carried the request and failed: it is over.
     if (hedge !== undefined && hedge.adopted && !hedge.settled) hedge.settle('failed');
-    const waiting = hedge !== undefined && !hedge.settled ? hedge : undefined;
-    const nextIndex = waiting === undefined ? this.nextIndex(hedge !== undefined && hedge.adopted) : -1;
-    const next = waiting?.endpoint ?? (nextIndex < 0 ? undefined : this.endpoints[nextIndex]);
+    // A hedge still on its way does not take the retry's place: it was sent a
+    // hedge delay after the attempt that just failed and may be stuck in the
+    // same trouble (a quorum read sent during an election), so the retry goes
+    // out as without hedging (its member included: a fresh request) while the
+    // hedge runs on; the first head of the two wins. With no retry left, the
+    // request waits for the hedge.
+    const waiting = hedge !== undefined && !hedge.settled && !hedge.adopted ? hedge : undefined;
+    const nextIndex = this.nextIndex(hedge !== undefined);
+    const next = nextIndex >= 0 ? this.endpoints[nextIndex] : waiting?.endpoint;
     if (mayRetry && next !== undefined) {
       const { events } = settings;
       if (events.listenerCount('retried') > 0) {
         events.emit('retried', { method, url: req.url ?? '', from: endpoint.url, to: next.url, error: failure });
       }
-      if (waiting !== undefined) this.adopt(waiting);
-      else this.attempt(nextIndex);
+      if (nextIndex >= 0) this.attempt(nextIndex);
+      else this.adopt(waiting!);
       return;
     }
     this.endHedge('failed');

@@ -5,7 +5,7 @@ import { describe } from '../validate-options.js';
  * How long a plain read waits for a member's response head before it is
  * sent to a second member as well (a hedged read, see forward-request.ts).
  *
- * The rule of `hedgeDelay: 'auto'` (opt-in; the default is 0, off):
+ * The rule of `hedgeDelay: 'auto'` (the default):
  *
  *   delay = clamp(2 × p99, 10 ms, 500 ms)
  *
@@ -57,12 +57,11 @@ function bucketOf(ms: number): number {
 }
 
 /**
- * `hedgeDelay` as the handler takes it: `'auto'`, or a whole number of
- * milliseconds >= 0 (0, the default when undefined, turns hedging off).
+ * `hedgeDelay` as the handler takes it: `'auto'` (or undefined), or a whole
+ * number of milliseconds >= 0 (0 turns hedging off).
  */
 export function hedgeDelayOption(value: unknown): number | 'auto' {
-  if (value === undefined) return 0;
-  if (value === 'auto') return 'auto';
+  if (value === undefined || value === 'auto') return 'auto';
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw new InvalidOptionError('hedgeDelay', `expected "auto" or a whole number of milliseconds >= 0, got ${describe(value)}`);
   }

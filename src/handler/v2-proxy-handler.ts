@@ -102,9 +102,7 @@ export interface V2ProxyHandlerOptions {
    * second available member as well; the first response head wins and the
    * other request is aborted. Writes and watches are never hedged, nor a
    * read whose client got any byte already. 0 turns hedging off. Not an
-   * etcd flag; CLI: `--hedge-delay`. Default: 0 (off, for now: under
-   * membership changes, hedged quorum reads failed where sequential retries
-   * did not; see the README's "Hedged reads"). `'auto'` is the setting to use.
+   * etcd flag; CLI: `--hedge-delay`. Default: `'auto'`.
    *
    * `'auto'`: twice the p99 of the time from a request sent to a member to
    * its response head, over the last 1,024 reads answered, at least 10 ms

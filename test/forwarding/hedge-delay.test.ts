@@ -71,8 +71,8 @@ describe('HedgeDelay (hedgeDelay: auto)', () => {
 });
 
 describe('hedgeDelay option', () => {
-  it("takes 'auto', 0 (off, the default) and whole milliseconds", () => {
-    assert.equal(hedgeDelayOption(undefined), 0, 'off unless asked for');
+  it("takes 'auto' (the default), 0 (off) and whole milliseconds", () => {
+    assert.equal(hedgeDelayOption(undefined), 'auto');
     assert.equal(hedgeDelayOption('auto'), 'auto');
     assert.equal(hedgeDelayOption(0), 0);
     assert.equal(hedgeDelayOption(25), 25);
@@ -99,7 +99,7 @@ describe('hedgeDelay option', () => {
     const off = new V2ProxyHandler({ balancer, hedgeDelay: 0 });
     const fixed = new V2ProxyHandler({ balancer, hedgeDelay: 30 });
     t.after(() => [byDefault, auto, off, fixed].forEach((h) => h.close()));
-    assert.equal(byDefault.hedgeDelay, 0, 'hedging is opt-in');
+    assert.equal(byDefault.hedgeDelay, 500, "'auto' by default: 500 ms before the first answer");
     assert.equal(auto.hedgeDelay, 500);
     assert.equal(off.hedgeDelay, 0);
     assert.equal(fixed.hedgeDelay, 30);

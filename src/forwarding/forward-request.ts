@@ -265,6 +265,8 @@ class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamH
   readonly method: string;
   /** The request line and headers sent upstream, built once for every attempt; dropped once the answer streams. */
   head: string | Buffer;
+  /** A request that came without Host: what a head for another member is built from. */
+  private hostless: { url: string; headers: string[]; emptyBody: boolean } | undefined;
   readonly retryable: boolean;
   readonly watch: boolean;
   /** How many requests the connection this one goes on may carry at once (see UpstreamPool.acquire); 1 for all but plain GETs. */
@@ -312,7 +314,9 @@ class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamH
     if (req.head !== undefined) this.head = forwardedHead(req.head, req.socket.remoteAddress, settings.via, emptyBody);
     else {
       const headers = upstreamRequestHeaders(req.rawHeaders, req.socket.remoteAddress, body === undefined ? -1 : bodyLength, settings.via);
-      this.head = requestHead(this.method, url, headers, emptyBody);
+      // No Host (HTTP/1.0, which node:http lets through without one): HTTP/1.1 to the member needs one, its own authority.
+      if (!hasHost(headers)) this.hostless = { url, headers, emptyBody };
+      this.head = requestHead(this.method, url, this.hostless === undefined ? headers : ['Host', authority(endpoints[0]!), ...headers], emptyBody);
     }
     // etcd takes `wait=1`, `wait=t` and the like as `wait=true`.
     this.watch = queryFlag(url, 'wait');
@@ -324,6 +328,12 @@ class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamH
     this.endpoint = endpoints[0]!;
     res[EXCHANGE] = this;
     res.on('close', onClientClose);
+  }
+
+  /** The head to send to `endpoint`: the one built, or for a request without Host one naming `endpoint`'s authority. */
+  headFor(endpoint: Endpoint): string | Buffer {
+    const h = this.hostless;
+    return h === undefined || endpoint === this.endpoints[0] ? this.head : requestHead(this.method, h.url, ['Host', authority(endpoint), ...h.headers], h.emptyBody);
   }
 
   /** Sends the request to `endpoints[index]` (`again`: the same attempt sent again, see onUpstreamDetached). */
@@ -341,7 +351,7 @@ class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamH
     const up = connectTo(endpoint, this, this.pipeline);
     this.up = up;
     if (!up.connected) settings.deadlines.dial.add(this);
-    up.send(this.method, this.head, this.body, this);
+    up.send(this.method, this.headFor(endpoint), this.body, this);
   }
 
   /** Ends the current attempt with `err` (a deadline passed: the member is at fault). */
@@ -663,7 +673,7 @@ class Hedge implements UpstreamHandler {
     this.sentAt = performance.now();
     // A connection of its own: never behind pipelined reads.
     this.up = connectTo(endpoint, this, 1);
-    this.up.send(exchange.method, exchange.head, exchange.body, this);
+    this.up.send(exchange.method, exchange.headFor(endpoint), exchange.body, this);
   }
 
   settle(outcome: HedgeOutcome): void {
@@ -793,6 +803,17 @@ function onClientDrain(this: ClientResponse & Carrier): void {
  * the empty line. `emptyBody`: the client sent no body with a method that
  * may have one; `Content-Length: 0` says so (as node's client would).
  */
+/** Whether a flat name/value header list holds a Host. */
+function hasHost(headers: readonly string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.length === 4 && headers[i]!.toLowerCase() === 'host') return true;
+  return false;
+}
+
+/** An endpoint's authority (host:port) for a Host header. */
+function authority(endpoint: Endpoint): string {
+  return new URL(endpoint.url).host;
+}
+
 export function requestHead(method: string, path: string, headers: readonly string[], emptyBody: boolean): string {
   let head = `${method} ${path} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) head += `${headers[i]!}: ${headers[i + 1]!}\r\n`;

@@ -408,10 +408,8 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       sendJsonError(res, 503, 'httpproxy: zero endpoints currently available');
       return;
     }
-    // A request without Host (HTTP/1.0, which node:http lets through without one) goes to the members as
-    // HTTP/1.1, which needs one: the authority of the member it is sent to first.
-    const forwarded = req.head === undefined && hostCount(req.rawHeaders) === 0 ? withHost(req, endpoints[0]!.url) : req;
-    forwardRequest(forwarded, res, body, length, endpoints, this.settings, arrived);
+    // A request without Host (HTTP/1.0) goes to each member with that member's authority as Host (forward-request.ts).
+    forwardRequest(req, res, body, length, endpoints, this.settings, arrived);
   }
 
   /**
@@ -550,11 +548,6 @@ function hostCount(raw: readonly string[]): number {
   let n = 0;
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') n++;
   return n;
-}
-
-/** `req` with a Host header naming the authority (host and port) of `url` first. */
-function withHost(req: ClientRequest, url: string): ClientRequest {
-  return { method: req.method, url: req.url, rawHeaders: ['Host', new URL(url).host, ...req.rawHeaders], socket: req.socket };
 }
 
 function isOwnPath(url: string): boolean {

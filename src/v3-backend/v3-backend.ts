@@ -92,6 +92,8 @@ export class V3Backend {
   private clusterIdHex: string | undefined;
   /** The highest raft term an answer carried: a watch's headers show it. */
   private raftTerm = 0;
+  /** The highest v2 index an answer showed: a watch's headers never show less (they stay monotonic). */
+  private lastIndex = 0;
   private closed = false;
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort = (): void => this.close();
@@ -346,9 +348,12 @@ export class V3Backend {
     }
     this.open.add(watch);
     if (!res.headersSent) {
-      // The index the watch started at: its events are all later (the raft
-      // term is not known without another call; v2 clients do not read it on a watch).
-      res.writeHead(200, this.headers({ index: watch.startIndex, raftIndex: watch.startIndex + 1, raftTerm: this.raftTerm }));
+      // The index the watch started at (its events are all later), or the
+      // latest one answered if that is higher: the shared v3 watch may not
+      // have seen the latest revisions yet, and the headers stay monotonic.
+      // (The raft term is not known without another call; the latest seen.)
+      const index = Math.max(watch.startIndex, this.lastIndex);
+      res.writeHead(200, this.headers({ index, raftIndex: index + 1, raftTerm: this.raftTerm }));
       res.flushHeaders();
     }
     void req;
@@ -369,6 +374,7 @@ export class V3Backend {
     const created = ev.action === 'create' || (ev.action === 'set' && ev.prevNode === undefined);
     const body = `${JSON.stringify(eventBody(ev, noValueOnSuccess))}\n`;
     if (ev.raftTerm !== undefined && ev.raftTerm > this.raftTerm) this.raftTerm = ev.raftTerm;
+    if (ev.etcdIndex > this.lastIndex) this.lastIndex = ev.etcdIndex;
     const headers = this.headers({ index: ev.etcdIndex, raftIndex: ev.etcdIndex + 1, raftTerm: ev.raftTerm ?? this.raftTerm });
     headers['Content-Length'] = String(Buffer.byteLength(body));
     res.writeHead(created ? 201 : 200, headers);

@@ -7,6 +7,7 @@
  * a flag, 201 for an empty `prevValue`, 211/212 for refresh, 210 for a form
  * that does not parse).
  */
+import { KeyLayout } from './key-layout.js';
 import { V2Error } from './v2-error.js';
 
 /** The path prefix of the v2 keys API. */
@@ -88,17 +89,6 @@ export function parseForm(text: string, form: Map<string, string[]>): void {
   }
 }
 
-/** Cleans a key as Go's path.Join('/', p) does: no empty, `.` or `..` segments, no trailing slash. */
-export function cleanPath(p: string): string {
-  const out: string[] = [];
-  for (const seg of p.split('/')) {
-    if (seg === '' || seg === '.') continue;
-    if (seg === '..') out.pop();
-    else out.push(seg);
-  }
-  return `/${out.join('/')}`;
-}
-
 /**
  * Reads a `/v2/keys` request. `target` is the request target as received
  * (`/v2/keys/a%20b?recursive=true`), `body` the form body of a PUT or POST
@@ -160,7 +150,7 @@ export function parseKeysRequest(method: string, target: string, body: string | 
   }
   return {
     method,
-    path: cleanPath(decoded.slice(KEYS_PREFIX.length)),
+    path: KeyLayout.normalize(decoded.slice(KEYS_PREFIX.length)),
     authPath: decoded.slice(KEYS_PREFIX.length),
     value: first('value') ?? '',
     dir,

@@ -780,6 +780,26 @@ export class V3Store {
     return ev;
   }
 
+  /**
+   * The answer of a blind rewrite of an existing file (update, compareAndSwap)
+   * whose put (op 0) returned the previous pair: the node with its new value
+   * (a refresh keeps the old one) and lease, and the previous node.
+   */
+  private fileRewritten(action: string, p: string, value: string, refresh: boolean, own: number): Attempt['answer'] {
+    return (resp, nowMs) => {
+      const prev = prevKvAt(resp, 0)!;
+      const node = makeNode({
+        key: p,
+        value: refresh ? prev.value.toString('utf8') : value,
+        lease: own,
+        modifiedIndex: v2Index(resp.header.revision),
+        createdIndex: v2Index(prev.createRevision),
+        nowMs,
+      });
+      return this.event(action, resp, node, nodeOfKv(p, prev, false, 0, nowMs));
+    };
+  }
+
   /** Puts of the directories a create makes on the way (permanent in v2; here on the inherited lease). */
   private dirPuts(missing: readonly string[], lease: number): RequestOp[] {
     return missing.map((d) => putOp(this.layout.dirKey(d), '', lease));
@@ -922,19 +942,7 @@ export class V3Store {
       success: [putOp(fk, refresh ? undefined : value, own, true), this.actOp(action)],
       attached: own,
       replaced: (resp) => leftLease(resp, 0, 0, own),
-      answer: (resp, nowMs) => {
-        const prev = prevKvAt(resp, 0)!;
-        const idx = v2Index(resp.header.revision);
-        const node = makeNode({
-          key: p,
-          value: refresh ? prev.value.toString('utf8') : value,
-          lease: own,
-          modifiedIndex: idx,
-          createdIndex: v2Index(prev.createRevision),
-          nowMs,
-        });
-        return this.event('update', resp, node, nodeOfKv(p, prev, false, 0, nowMs));
-      },
+      answer: this.fileRewritten('update', p, value, refresh, own),
     });
     return this.write(PathState.reads(L, p), blind, own, async (snap) => {
       const s = PathState.from(L, p, snap.results, snap.header.revision);
@@ -1057,19 +1065,7 @@ export class V3Store {
         success: [putOp(fk, refresh ? undefined : value, own, true), this.actOp(action)],
         attached: own,
         replaced: (resp) => leftLease(resp, 0, 0, own),
-        answer: (resp, nowMs) => {
-          const prev = prevKvAt(resp, 0)!;
-          const idx = v2Index(resp.header.revision);
-          const node = makeNode({
-            key: p,
-            value: refresh ? prev.value.toString('utf8') : value,
-            lease: own,
-            modifiedIndex: idx,
-            createdIndex: v2Index(prev.createRevision),
-            nowMs,
-          });
-          return this.event('compareAndSwap', resp, node, nodeOfKv(p, prev, false, 0, nowMs));
-        },
+        answer: this.fileRewritten('compareAndSwap', p, value, refresh, own),
       };
     };
     return this.write(PathState.reads(L, p), blind, own, (snap) => {

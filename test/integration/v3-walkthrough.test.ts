@@ -34,7 +34,8 @@ function startWatch(endpoint: string, args: readonly string[]): { output(): stri
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': the output is all read only once stdout and stderr have ended.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   const pid = child.pid!;
   onCleanup(async () => {
     if (child.exitCode === null && child.signalCode === null) {

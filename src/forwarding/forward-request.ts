@@ -74,6 +74,8 @@ export interface ClientRequest {
 export interface ClientResponse {
   /** True once `writeHead` was called. */
   readonly headersSent: boolean;
+  /** The status `writeHead` was given. */
+  readonly statusCode: number;
   /** True once the whole answer was handed to the client's connection. */
   readonly writableFinished: boolean;
   writeHead(status: number, statusText: string | undefined, headers: string[]): unknown;

@@ -14,7 +14,8 @@ import { queryFlag } from './v2-query.js';
 import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
 import { describe, durationOption, positiveIntegerOption, signalOption } from '../validate-options.js';
 import { hedgeDelayOption } from '../forwarding/hedge-delay.js';
-import type { V3Backend } from '../v3-backend/v3-backend.js';
+import { directKeys } from '../v3-backend/v3-backend.js';
+import type { DirectKeys, V3Backend } from '../v3-backend/v3-backend.js';
 
 const debug = createDebug('etcd-v2-proxy:handler');
 
@@ -200,6 +201,8 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
   private readonly cors: CorsPolicy | undefined;
   private readonly resolver: MembershipView | undefined;
   private readonly backend: V3Backend | undefined;
+  /** The backend's keys requests that createProxy's own reader gives it (no node:http). */
+  private readonly directKeys: DirectKeys | undefined;
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort = (): void => this.close();
   private closed = false;
@@ -227,6 +230,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       throw new InvalidOptionError('backend', `expected a V3Backend, got ${describe(options.backend)}`);
     }
     this.backend = options.backend;
+    this.directKeys = options.backend === undefined ? undefined : directKeys(options.backend);
     this.maxBodyBytes = positiveIntegerOption('maxBodyBytes', options.maxBodyBytes, 10 * 1024 * 1024);
     this.settings = {
       balancer,
@@ -255,12 +259,14 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
         !this.settings.stopping &&
         !this.refusedByMode(method) &&
         !isOwnPath(url) &&
-        !(this.backend?.handles(url) ?? false) &&
+        (this.backend === undefined || !this.backend.handles(url) || (this.directKeys?.takes(method, url) ?? false)) &&
         bodyLength <= this.maxBodyBytes &&
         !this.loopedBack(via),
       forward: (req, res, body, length, arrived) => {
         if (this.listenerCount('request') > 0) this.emit('request', req.method ?? 'GET', req.url ?? '/');
-        this.forward(req, res, body, length, arrived);
+        const keys = this.directKeys;
+        if (keys !== undefined && keys.takes(req.method!, req.url!)) this.reportBackend(keys.serve(req, res, body), res, req.method!, req.url!, arrived);
+        else this.forward(req, res, body, length, arrived);
       },
     });
   }
@@ -317,7 +323,10 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
 
   /** A v2 request answered by the v3 backend: reported as `forwarded` (endpoint `v3`) once its head is sent, so metrics count it as a member's answer. */
   private serveFromBackend(backend: V3Backend, req: IncomingMessage, res: ServerResponse, method: string, url: string, arrived: number): void {
-    const answered = backend.serve(req, res);
+    this.reportBackend(backend.serve(req, res), res, method, url, arrived);
+  }
+
+  private reportBackend(answered: Promise<void>, res: ClientResponse, method: string, url: string, arrived: number): void {
     if (this.listenerCount('forwarded') === 0) return;
     void answered.then(() => {
       if (!res.headersSent) return;

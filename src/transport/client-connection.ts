@@ -512,6 +512,7 @@ function releaseCork(reply: ClientReply): void {
 /** The answer to one request, written straight to the connection: status line, headers, then the body as it comes. */
 class ClientReply implements ClientResponse {
   headersSent = false;
+  statusCode = 200;
   writableFinished = false;
   /** The head built by writeHead, until it is written. */
   private head: string | undefined = undefined;
@@ -532,6 +533,7 @@ class ClientReply implements ClientResponse {
   }
 
   writeHead(status: number, statusText: string | undefined, headers: string[]): this {
+    this.statusCode = status;
     let head = `HTTP/1.1 ${status} ${statusText ?? STATUS_CODES[status] ?? 'Unknown'}\r\n`;
     let length = false;
     let date = false;
@@ -555,6 +557,7 @@ class ClientReply implements ClientResponse {
 
   /** The member's lines go out as they came, followed by what {@link headEnd} adds. */
   writeRawHead(lines: Buffer, status: number, lengthUnknown: boolean, hasDate: boolean): this {
+    this.statusCode = status;
     if (status === 204 || status === 304 || status < 200) this.bodyless = true;
     this.chunked = lengthUnknown && !this.bodyless;
     this.rawLines = lines;

@@ -6,6 +6,8 @@ import type { PeerCertificate } from 'node:tls';
 import { compare as bcryptCompare, genSalt, hash as bcryptHash } from 'bcryptjs';
 import createDebug from 'debug';
 import { InvalidOptionError } from '../errors.js';
+import { rawHeader } from '../forwarding/forward-request.js';
+import type { ClientResponse } from '../forwarding/forward-request.js';
 import { describe, signalOption } from '../validate-options.js';
 import type { KeyValue, RequestOp, WatchResponse } from './rpc-types.js';
 import { V2Error } from './v2-error.js';
@@ -67,6 +69,19 @@ export interface V2AuthOptions {
 
 /** A list of strings; null is Go's nil slice (`"roles":null`). */
 type StrList = string[] | null;
+
+/**
+ * Who asks, as the checks read it: the Basic credentials in the
+ * Authorization header, or the client certificate of a TLS connection.
+ * node:http's request has it, and so has createProxy's own reader.
+ */
+export interface AuthCaller {
+  readonly rawHeaders: readonly string[];
+  readonly socket: object | null;
+}
+
+/** What a refused keys request is answered on (node's ServerResponse, or createProxy's own writer). */
+export type KeysAnswer = Pick<ClientResponse, 'headersSent' | 'writeHead' | 'end'>;
 
 interface RWPermission {
   read: StrList;
@@ -327,7 +342,7 @@ export class V2Auth {
    * disabled it resolves true without a call to the cluster once the watched
    * copy is there.
    */
-  async checkKeys(req: IncomingMessage, res: ServerResponse, key: string, write: boolean, recursive: boolean): Promise<boolean> {
+  async checkKeys(req: AuthCaller, res: KeysAnswer, key: string, write: boolean, recursive: boolean): Promise<boolean> {
     let data: AuthData;
     try {
       data = await this.current();
@@ -649,14 +664,14 @@ export class V2Auth {
 
   // --- access checks (etcd v2's hasRootAccess / hasKeyPrefixAccess / hasGuestAccess) ---
 
-  private async rootAccess(data: AuthData, req: IncomingMessage): Promise<boolean> {
+  private async rootAccess(data: AuthData, req: AuthCaller): Promise<boolean> {
     if (data.enabled?.value !== true) return true;
     const v = new View(data, this.keys);
     const user = !hasAuthorization(req) && this.clientCertAuth ? this.certUser(v, req) : await this.basicUser(v, req);
     return user !== undefined && (user.roles ?? []).includes(ROOT);
   }
 
-  private async keyAccess(data: AuthData, req: IncomingMessage, key: string, write: boolean, recursive: boolean): Promise<boolean> {
+  private async keyAccess(data: AuthData, req: AuthCaller, key: string, write: boolean, recursive: boolean): Promise<boolean> {
     const v = new View(data, this.keys);
     let user: User | undefined;
     if (!hasAuthorization(req)) {
@@ -678,8 +693,8 @@ export class V2Auth {
   }
 
   /** The user of the request's Basic credentials when the password matches. */
-  private async basicUser(v: View, req: IncomingMessage): Promise<User | undefined> {
-    const creds = parseBasicAuth(req.headers.authorization);
+  private async basicUser(v: View, req: AuthCaller): Promise<User | undefined> {
+    const creds = parseBasicAuth(rawHeader(req.rawHeaders, 'authorization'));
     if (creds === undefined) return undefined;
     const user = quiet(() => v.user(creds.name));
     if (user === undefined) return undefined;
@@ -687,7 +702,7 @@ export class V2Auth {
   }
 
   /** The user named as the common name of the verified client certificate or one of its issuers (v2's --client-cert-auth). */
-  private certUser(v: View, req: IncomingMessage): User | undefined {
+  private certUser(v: View, req: AuthCaller): User | undefined {
     const socket = req.socket;
     if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
     const seen = new Set<PeerCertificate>();
@@ -854,17 +869,13 @@ export class V2Auth {
   }
 
   /** A v2 error of /v2/keys, as v2 writes one (after its X-Etcd-Cluster-Id). */
-  private writeKeyError(res: ServerResponse, e: V2Error): void {
-    if (res.headersSent || res.destroyed) return;
+  private writeKeyError(res: KeysAnswer, e: V2Error): void {
+    if (res.headersSent) return;
     const body = `${JSON.stringify(e)}\n`;
-    const headers: Record<string, string> = {
-      'Content-Type': 'application/json',
-      'X-Etcd-Index': String(e.index),
-      'Content-Length': String(Buffer.byteLength(body)),
-    };
+    const headers = ['Content-Type', 'application/json', 'X-Etcd-Index', String(e.index), 'Content-Length', String(Buffer.byteLength(body))];
     const id = this.clusterId?.();
-    if (id !== undefined) headers['X-Etcd-Cluster-Id'] = id;
-    res.writeHead(e.status, headers);
+    if (id !== undefined) headers.push('X-Etcd-Cluster-Id', id);
+    res.writeHead(e.status, undefined, headers);
     res.end(body);
   }
 }
@@ -1200,8 +1211,8 @@ function decodeRole(v: Parsed): Role | undefined {
 
 // --- helpers: HTTP ---
 
-function hasAuthorization(req: IncomingMessage): boolean {
-  const h = req.headers.authorization;
+function hasAuthorization(req: AuthCaller): boolean {
+  const h = rawHeader(req.rawHeaders, 'authorization');
   return h !== undefined && h !== '';
 }
 

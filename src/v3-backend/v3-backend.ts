@@ -5,6 +5,8 @@ import { InvalidOptionError, V3BackendStartError } from '../errors.js';
 import type { UpstreamTlsOptions } from '../tls-options.js';
 import { describe, signalOption } from '../validate-options.js';
 import { V3ClusterApi } from './cluster-api.js';
+import { rawHeader } from '../forwarding/forward-request.js';
+import type { ClientRequest, ClientResponse } from '../forwarding/forward-request.js';
 import { V2Auth } from './v2-auth.js';
 import { V2Error } from './v2-error.js';
 import { KEYS_PREFIX, parseKeysRequest } from './v2-request.js';
@@ -63,6 +65,32 @@ interface AnswerHeaders {
 }
 
 /**
+ * The keys requests createProxy's own HTTP/1.1 reader (client-connection.ts)
+ * gives a backend instead of node:http: every `/v2/keys` request with a
+ * method keys take (watches included). Kept off the public API.
+ */
+export interface DirectKeys {
+  /** Whether `method url` is one of them. */
+  takes(method: string, url: string): boolean;
+  /** Answers it; `body` is its Content-Length body, if any. Never rejects. */
+  serve(req: ClientRequest, res: ClientResponse, body: Buffer[] | undefined): Promise<void>;
+}
+
+const directKeysOf = new WeakMap<object, DirectKeys>();
+
+/** The {@link DirectKeys} of `backend` (undefined for an object that is not a V3Backend). */
+export function directKeys(backend: object): DirectKeys | undefined {
+  return directKeysOf.get(backend);
+}
+
+/** Whether `url`'s path is `/v2/keys` or below it. */
+function isKeysTarget(url: string): boolean {
+  if (!url.startsWith(KEYS_PREFIX)) return false;
+  const c = url.charCodeAt(KEYS_PREFIX.length);
+  return Number.isNaN(c) || c === 0x2f /* / */ || c === 0x3f /* ? */;
+}
+
+/**
  * The v2 API served from a cluster's v3 API: for clusters whose members do
  * not serve v2 (etcd 3.5 without `--enable-v2`, etcd 3.6). It answers
  * `/v2/keys` (v3 transactions in the key layout of etcd's v2 emulation, TTLs
@@ -88,7 +116,8 @@ export class V3Backend {
   /** The `(req, res)` function. Bound. */
   readonly handle: (req: IncomingMessage, res: ServerResponse) => void;
   private readonly open = new Set<V2Watch>();
-  private readonly pending = new Set<IncomingMessage>();
+  /** Requests being answered (watches aside), node:http's and the own reader's. */
+  private readonly pending = new Set<object>();
   private clusterIdHex: string | undefined;
   /** The highest raft term an answer carried: a watch's headers show it. */
   private raftTerm = 0;
@@ -123,6 +152,10 @@ export class V3Backend {
     });
     this.clusterApi.watchers = () => this.open.size;
     this.handle = (req, res) => void this.serve(req, res);
+    directKeysOf.set(this, {
+      takes: (method, url) => isKeysTarget(url) && isKeysMethod(method),
+      serve: (req, res, body) => this.serveDirect(req, res, body),
+    });
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
     if (this.signal?.aborted) this.close();
   }
@@ -260,26 +293,55 @@ export class V3Backend {
 
   private async serveKeys(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
     const method = req.method ?? 'GET';
-    if (method !== 'GET' && method !== 'HEAD' && method !== 'PUT' && method !== 'POST' && method !== 'DELETE') {
+    if (!isKeysMethod(method)) {
       req.resume();
       res.writeHead(405, { Allow: 'HEAD,GET,PUT,POST,DELETE', 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
       res.end('Method Not Allowed\n');
       return;
     }
     const body = await readForm(req, method);
-    let r: V2KeysRequest;
+    const r = this.keysRequest(res, method, url, body);
+    if (r === undefined) return;
+    if (!(await this.auth.checkKeys(req, res, r.authPath, isWrite(method), r.recursive))) return;
+    if (r.wait) await this.serveWatch(res, r);
+    else await this.answerKeys(res, r);
+  }
+
+  /**
+   * A keys request read by createProxy's own HTTP/1.1 reader (see
+   * `directKeys`): `body` is its Content-Length body, if any.
+   */
+  private async serveDirect(req: ClientRequest, res: ClientResponse, body: Buffer[] | undefined): Promise<void> {
+    const method = req.method!;
+    const url = req.url!;
+    this.pending.add(req);
     try {
-      r = parseKeysRequest(method, url, body);
+      const form = body !== undefined && body.length > 0 && isForm(method, rawHeader(req.rawHeaders, 'content-type'));
+      const r = this.keysRequest(res, method, url, form ? Buffer.concat(body).toString('utf8') : undefined);
+      if (r === undefined || !(await this.auth.checkKeys(req, res, r.authPath, isWrite(method), r.recursive))) return;
+      if (r.wait) await this.serveWatch(res, r);
+      else await this.answerKeys(res, r);
+    } catch (err) {
+      debug('%s %s failed: %s', method, url, (err as Error).stack);
+      if (!res.headersSent) this.writeError(res, toV2Error(err));
+      else res.destroy();
+    } finally {
+      this.pending.delete(req);
+    }
+  }
+
+  /** The keys request `url` and `body` stand for; undefined when it is malformed (then answered). */
+  private keysRequest(res: ClientResponse, method: string, url: string, body: string | undefined): V2KeysRequest | undefined {
+    try {
+      return parseKeysRequest(method, url, body);
     } catch (err) {
       this.writeError(res, toV2Error(err));
-      return;
+      return undefined;
     }
-    const write = method === 'PUT' || method === 'POST' || method === 'DELETE';
-    if (!(await this.auth.checkKeys(req, res, r.authPath, write, r.recursive))) return;
-    if (r.wait) {
-      await this.serveWatch(req, res, r);
-      return;
-    }
+  }
+
+  /** A keys request other than a watch, its auth checked: the store call and the answer. */
+  private async answerKeys(res: ClientResponse, r: V2KeysRequest): Promise<void> {
     let ev: V2Event;
     try {
       ev = await this.apply(r);
@@ -290,7 +352,7 @@ export class V3Backend {
       return;
     }
     this.clusterApi.count(ev.action, true);
-    this.writeEvent(res, ev, r.noValueOnSuccess, method === 'HEAD');
+    this.writeEvent(res, ev, r.noValueOnSuccess, r.method === 'HEAD');
   }
 
   /** The store call a keys request stands for, dispatched as etcd's v2 apply does. */
@@ -321,7 +383,7 @@ export class V3Backend {
     }
   }
 
-  private async serveWatch(req: IncomingMessage, res: ServerResponse, r: V2KeysRequest): Promise<void> {
+  private async serveWatch(res: ClientResponse, r: V2KeysRequest): Promise<void> {
     let ended = false;
     let watch: V2Watch | undefined;
     const finish = (): void => {
@@ -329,12 +391,12 @@ export class V3Backend {
       ended = true;
       if (watch !== undefined) this.open.delete(watch);
       watch?.cancel();
-      if (!res.writableEnded) res.end();
+      res.end();
     };
-    res.once('close', finish);
+    res.on('close', finish);
     const onEvent = (ev: V2Event): void => {
       if (ended) return;
-      res.write(`${JSON.stringify(eventBody(ev, false))}\n`);
+      res.write(Buffer.from(`${JSON.stringify(eventBody(ev, false))}\n`));
       if (!r.stream) finish();
     };
     const onEnd = (err?: Error): void => {
@@ -353,43 +415,34 @@ export class V3Backend {
       // have seen the latest revisions yet, and the headers stay monotonic.
       // (The raft term is not known without another call; the latest seen.)
       const index = Math.max(watch.startIndex, this.lastIndex);
-      res.writeHead(200, this.headers({ index, raftIndex: index + 1, raftTerm: this.raftTerm }));
+      res.writeHead(200, undefined, this.headers({ index, raftIndex: index + 1, raftTerm: this.raftTerm }));
       res.flushHeaders();
     }
-    void req;
   }
 
-  private headers(h: AnswerHeaders): Record<string, string> {
-    const out: Record<string, string> = {
-      'Content-Type': 'application/json',
-      'X-Etcd-Index': String(h.index),
-      'X-Raft-Index': String(h.raftIndex),
-      'X-Raft-Term': String(h.raftTerm),
-    };
-    if (this.clusterIdHex !== undefined) out['X-Etcd-Cluster-Id'] = this.clusterIdHex;
+  /** Names and values alternating, as both node's ServerResponse and createProxy's own writer take them. */
+  private headers(h: AnswerHeaders): string[] {
+    const out = ['Content-Type', 'application/json', 'X-Etcd-Index', String(h.index), 'X-Raft-Index', String(h.raftIndex), 'X-Raft-Term', String(h.raftTerm)];
+    if (this.clusterIdHex !== undefined) out.push('X-Etcd-Cluster-Id', this.clusterIdHex);
     return out;
   }
 
-  private writeEvent(res: ServerResponse, ev: V2Event, noValueOnSuccess: boolean, head: boolean): void {
+  private writeEvent(res: ClientResponse, ev: V2Event, noValueOnSuccess: boolean, head: boolean): void {
     const created = ev.action === 'create' || (ev.action === 'set' && ev.prevNode === undefined);
     const body = `${JSON.stringify(eventBody(ev, noValueOnSuccess))}\n`;
     if (ev.raftTerm !== undefined && ev.raftTerm > this.raftTerm) this.raftTerm = ev.raftTerm;
     if (ev.etcdIndex > this.lastIndex) this.lastIndex = ev.etcdIndex;
     const headers = this.headers({ index: ev.etcdIndex, raftIndex: ev.etcdIndex + 1, raftTerm: ev.raftTerm ?? this.raftTerm });
-    headers['Content-Length'] = String(Buffer.byteLength(body));
-    res.writeHead(created ? 201 : 200, headers);
+    headers.push('Content-Length', String(Buffer.byteLength(body)));
+    res.writeHead(created ? 201 : 200, undefined, headers);
     res.end(head ? undefined : body);
   }
 
-  private writeError(res: ServerResponse, e: V2Error): void {
+  private writeError(res: ClientResponse, e: V2Error): void {
     const body = `${JSON.stringify(e)}\n`;
-    const headers: Record<string, string> = {
-      'Content-Type': 'application/json',
-      'X-Etcd-Index': String(e.index),
-      'Content-Length': String(Buffer.byteLength(body)),
-    };
-    if (this.clusterIdHex !== undefined) headers['X-Etcd-Cluster-Id'] = this.clusterIdHex;
-    res.writeHead(e.status, headers);
+    const headers = ['Content-Type', 'application/json', 'X-Etcd-Index', String(e.index), 'Content-Length', String(Buffer.byteLength(body))];
+    if (this.clusterIdHex !== undefined) headers.push('X-Etcd-Cluster-Id', this.clusterIdHex);
+    res.writeHead(e.status, undefined, headers);
     res.end(body);
   }
 }
@@ -436,15 +489,26 @@ function toV2Error(err: unknown): V2Error {
 
 /** The form body of a PUT or POST sent as `application/x-www-form-urlencoded` (Go's ParseForm reads no other). */
 async function readForm(req: IncomingMessage, method: string): Promise<string | undefined> {
-  const type = req.headers['content-type'];
-  const form = (method === 'PUT' || method === 'POST') && type !== undefined && type.split(';')[0]!.trim().toLowerCase() === 'application/x-www-form-urlencoded';
-  if (!form) {
+  if (!isForm(method, req.headers['content-type'])) {
     req.resume();
     return undefined;
   }
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A PUT or POST whose body is a form (`application/x-www-form-urlencoded`: Go's ParseForm reads no other). */
+function isForm(method: string, type: string | undefined): boolean {
+  return (method === 'PUT' || method === 'POST') && type !== undefined && type.split(';')[0]!.trim().toLowerCase() === 'application/x-www-form-urlencoded';
+}
+
+function isKeysMethod(method: string): boolean {
+  return method === 'GET' || method === 'HEAD' || isWrite(method);
+}
+
+function isWrite(method: string): boolean {
+  return method === 'PUT' || method === 'POST' || method === 'DELETE';
 }
 
 function prefixOption(value: unknown): string {

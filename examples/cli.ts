@@ -1,160 +1,20 @@
 /**
- * A drop-in for `etcd --proxy on|readonly`, for ad-hoc runs:
+ * A drop-in for `etcd --proxy on|readonly`, for ad-hoc runs from a checkout
+ * (installed, the same command is `etcd-v2-proxy`; the code is src/cli/):
  *
  *   npx tsx examples/cli.ts --proxy on --listen-client-urls http://127.0.0.1:22379 \
  *       --initial-cluster myetcd1=http://127.0.0.1:12380 --data-dir /tmp/proxy
  *
- * `npx tsx examples/cli.ts migrate --help` copies a v2 store into the v3
- * layout, for `--backend v3` (examples/migrate.ts).
+ * Every flag can also come from etcd's ETCD_* environment variable for it, or
+ * from etcd's YAML config file (--config-file). `npx tsx examples/cli.ts
+ * migrate --help` copies a v2 store into the v3 layout, for `--backend v3`.
  *
  * Exit codes: 0 after SIGINT/SIGTERM, 1 when the proxy cannot start, 2 for a
- * bad command line. Logs etcd-style lines on stderr.
+ * bad command line, variable or config key. Logs etcd-style lines on stderr.
  */
-import { readFileSync } from 'node:fs';
-import { createProxy, EtcdProxyError, InvalidOptionError, srvServiceNames } from '../src/index.js';
-import type { EtcdV2Proxy } from '../src/index.js';
-import { FlagError, helpText, parseFlags } from './cli-flags.js';
-import type { ParsedFlags } from './cli-flags.js';
+import { runCli } from '../src/cli/run.js';
 
-const PROGRAM = 'etcd-v2-proxy';
-
-/** etcd's capnslog line format: `2006-01-02 15:04:05.000000 I | proxy: ...`. */
-function log(level: 'I' | 'N' | 'W' | 'E', message: string): void {
-  const d = new Date();
-  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
-  const stamp = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}000`;
-  process.stderr.write(`${stamp} ${level} | proxy: ${message}\n`);
-}
-
-const list = (urls: readonly string[]): string => `[${urls.join(' ')}]`;
-const quoted = (urls: readonly string[]): string => `[${urls.map((u) => JSON.stringify(u)).join(' ')}]`;
-
-/** Which flag an option error is about, so that the one-line message names the flag the user typed. */
-const FLAG_OF: Record<string, string> = {
-  listenClientUrls: '--listen-client-urls',
-  initialCluster: '--initial-cluster',
-  discovery: '--discovery',
-  discoveryProxy: '--discovery-proxy',
-  discoverySrv: '--discovery-srv',
-  discoverySrvName: '--discovery-srv-name',
-  dnsServers: '--discovery-srv-dns-servers',
-  dataDir: '--data-dir',
-  failureWait: '--proxy-failure-wait',
-  refreshInterval: '--proxy-refresh-interval',
-  dialTimeout: '--proxy-dial-timeout',
-  writeTimeout: '--proxy-write-timeout',
-  readTimeout: '--proxy-read-timeout',
-  pipelineReads: '--pipeline-reads',
-  hedgeDelay: '--hedge-delay',
-  backend: '--backend',
-  v3Prefix: '--v3-prefix',
-  v3Username: '--v3-user',
-  v3Password: '--v3-user',
-  certFile: '--cert-file',
-  keyFile: '--key-file',
-  trustedCaFile: '--trusted-ca-file',
-  clientCertAuth: '--client-cert-auth',
-  peerCertFile: '--peer-cert-file',
-  peerKeyFile: '--peer-key-file',
-  peerTrustedCaFile: '--peer-trusted-ca-file',
-  insecureSkipVerify: '--insecure-skip-tls-verify',
-  cors: '--cors',
-};
-
-function fail(code: 1 | 2, message: string): never {
-  process.stderr.write(`${PROGRAM}: ${message}\n`);
-  process.exit(code);
-}
-
-async function main(argv: readonly string[]): Promise<void> {
-  if (argv[0] === 'migrate') {
-    // `cli.ts migrate --from <v2 member> --to <v3 member> ...`: copies a v2 store into the v3 layout (examples/migrate.ts).
-    const { migrateMain } = await import('./migrate.js');
-    process.exitCode = await migrateMain(argv.slice(1));
-    return;
-  }
-  let flags: ParsedFlags;
-  try {
-    flags = parseFlags(argv);
-  } catch (err) {
-    if (err instanceof FlagError) fail(2, err.message);
-    throw err;
-  }
-  for (const w of flags.warnings) process.stderr.write(`${PROGRAM}: ${w}\n`);
-  if (flags.help) {
-    process.stdout.write(`${helpText('npx tsx examples/cli.ts')}\n`);
-    return;
-  }
-  if (flags.version) {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-    process.stdout.write(`${PROGRAM} ${pkg.version}\n`);
-    return;
-  }
-
-  // Nothing is printed before createProxy: a bad option must stay a one-line error.
-  const { discovery, discoveryProxy, discoverySrv, discoverySrvName, dnsServers } = flags.options;
-  let proxy: EtcdV2Proxy;
-  try {
-    proxy = await createProxy({
-      ...flags.options,
-      listeners: {
-        warning: (message) => log('W', message),
-        discoveryRetry: (r) => log('W', `discovery: ${r.step}: ${r.error.message}; retrying in ${r.delay} ms (attempt ${r.attempt})`),
-        discoveryWaiting: (p) => log('N', `discovery: found ${p.registered.length} peer(s), waiting for ${p.missing} more`),
-        // etcd logs the same as "embed: rejected connection from ...".
-        tlsClientError: (e) => log('W', `rejected connection from "${e.remoteAddress ?? 'unknown'}" (${e.message})`),
-      },
-    });
-  } catch (err) {
-    if (err instanceof InvalidOptionError) {
-      const flag = FLAG_OF[err.option.replace(/\[\d+\]$/, '')];
-      fail(2, flag === undefined ? err.message : `${flag}: ${err.message.replace(/^invalid option [^:]+: /, '')}`);
-    }
-    if (err instanceof EtcdProxyError) fail(1, err.message);
-    throw err;
-  }
-
-  if (flags.options.backend === 'v3') log('N', `serving the v2 API from the cluster's v3 API, v2 tree under v3 prefix "${proxy.v3Backend?.prefix}"`);
-  else log('N', 'this proxy supports v2 API only!');
-  if (proxy.peerUrlsSource === 'discovery' && discoveryProxy !== undefined) log('I', `discovery went through proxy "${discoveryProxy}"`);
-  const srvNames = discoverySrv === undefined ? undefined : srvServiceNames(discoverySrv, discoverySrvName);
-  const source = {
-    'cluster-file': ` from cluster file "${proxy.clusterFile}"`,
-    'initial-cluster': '',
-    'discovery': ` from discovery URL ${discovery}`,
-    'discovery-srv': ` from DNS SRV records ${srvNames?.https} and ${srvNames?.http}${dnsServers === undefined ? '' : ` (asked DNS server(s) ${dnsServers.join(' ')})`}`,
-  }[proxy.peerUrlsSource];
-  log('I', `using peer urls ${list(proxy.bootstrapPeerUrls)}${source}`);
-  log('I', `endpoints found ${quoted(proxy.balancer.endpoints.map((e) => e.url))}`);
-  proxy.resolver.on('members', (now, before) => {
-    if (before !== undefined) log('N', `members changed: client urls ${list(before.clientUrls)} -> ${list(now.clientUrls)}`);
-  });
-  proxy.resolver.on('error', (err) => log('W', `membership refresh failed, keeping the last known endpoints: ${err.message}`));
-  proxy.resolver.on('stale', (_err, last) =>
-    log('W', `membership is stale: no peer answers /members; forwarding to the last known client urls ${list(last?.clientUrls ?? [])}, asking every second`),
-  );
-  proxy.resolver.on('fresh', (now) => log('N', `membership is fresh again: client urls ${list(now.clientUrls)}`));
-  proxy.balancer.on('endpointDown', (e, reason) => log('W', `marked endpoint ${e.url} unavailable (${reason.message})`));
-  proxy.balancer.on('endpointUp', (e) => log('I', `marked endpoint ${e.url} available, to retest connectivity`));
-  proxy.on('clusterFileWritten', (path, peers) => log('N', `updated peer urls in cluster file "${path}" to ${list(peers)}`));
-  proxy.on('clusterFileError', (err) => log('E', `cannot write the cluster file: ${err.message}`));
-  for (const a of proxy.addresses) log('I', `listening for client requests on ${a.url}`);
-
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log('W', `received ${signal} again, exiting now`);
-      process.exit(1);
-    }
-    stopping = true;
-    log('N', `received ${signal}, shutting down`);
-    proxy.close().then(
-      () => process.exit(0),
-      (err: Error) => fail(1, `error while closing: ${err.message}`),
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
-}
-
-main(process.argv.slice(2)).catch((err: Error) => fail(1, err.stack ?? err.message));
+runCli(process.argv.slice(2), { command: 'npx tsx examples/cli.ts' }).catch((err: Error) => {
+  process.stderr.write(`etcd-v2-proxy: ${err.stack ?? err.message}\n`);
+  process.exit(1);
+});

@@ -1,3 +1,6 @@
+// The published .d.ts uses Node's types (node:http, node:tls...): it says so itself, so that
+// consumers whose `types` does not list node (TypeScript 6's default) still resolve them.
+/// <reference types="node" preserve="true" />
 export { ClusterResolver } from './cluster/cluster-resolver.js';
 export type { ClusterMember, ClusterResolverEvents, ClusterResolverOptions, ClusterSnapshot } from './cluster/cluster-resolver.js';
 export { EndpointBalancer } from './balancer/endpoint-balancer.js';

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { FlagError, helpText, parseFlags } from '../examples/cli-flags.js';
+import { FlagError, helpText, parseFlags } from '../src/cli/flags.js';
 
-describe('examples/cli-flags: etcd proxy flags', () => {
+describe('src/cli/flags: etcd proxy flags', () => {
   test('the article command, typographic dashes and all, parses with one warning per dashed flag', () => {
     const f = parseFlags(['–proxy', 'on', '–listen-client-urls', 'http://0.0.0.0:22379', '–initial-cluster', 'myetcd1=http://0.0.0.0:12380', '–data-dir', '/home/cmp/temp/proxy']);
     assert.equal(f.options.mode, 'readwrite');

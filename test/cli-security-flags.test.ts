@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { FlagError, helpText, parseFlags } from '../examples/cli-flags.js';
+import { FlagError, helpText, parseFlags } from '../src/cli/flags.js';
 
-describe('examples/cli-flags: etcd\'s Security flags', () => {
+describe('src/cli/flags: etcd\'s Security flags', () => {
   test('TLS files, Go bool flags and --cors map to the createProxy options', () => {
     const f = parseFlags([
       '--listen-client-urls', 'https://127.0.0.1:22379',
@@ -22,11 +22,14 @@ describe('examples/cli-flags: etcd\'s Security flags', () => {
     assert.deepEqual(f.warnings, []);
   });
 
-  test('unset flags leave the options unset (no CORS of its own, no TLS)', () => {
+  test('unset flags leave TLS unset; --cors defaults to * as in etcd, and empty means * too', () => {
     const f = parseFlags([]);
-    for (const key of ['certFile', 'keyFile', 'trustedCaFile', 'clientCertAuth', 'peerCertFile', 'peerKeyFile', 'peerTrustedCaFile', 'insecureSkipVerify', 'cors'] as const) {
+    for (const key of ['certFile', 'keyFile', 'trustedCaFile', 'clientCertAuth', 'peerCertFile', 'peerKeyFile', 'peerTrustedCaFile', 'insecureSkipVerify'] as const) {
       assert.equal(f.options[key], undefined, key);
     }
+    assert.equal(f.options.cors, '*');
+    assert.equal(parseFlags(['--cors=']).options.cors, '*');
+    assert.match(helpText('cli'), /--cors <origins>\n.*default: '\*'/);
   });
 
   test('bool flags take Go\'s spellings after "=", never a separate value', () => {

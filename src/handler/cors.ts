@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InvalidOptionError } from '../errors.js';
+import type { ClientResponse } from '../forwarding/forward-request.js';
 import { describe } from '../validate-options.js';
 
 /**
@@ -18,6 +19,13 @@ export interface CorsPolicy {
   readonly origins: readonly string[];
   /** Sets the proxy's CORS headers on `res` for `req`'s Origin (nothing when that origin is not allowed). */
   apply(req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * Only when the headers do not depend on the request (`*`): makes every
+   * head written to `res` (createProxy's own writer, which has no
+   * `setHeader`) end with them; the member's own Access-Control-* lines are
+   * dropped by the forwarder (`stripCors`), so each is sent once.
+   */
+  readonly addTo?: (res: ClientResponse) => void;
 }
 
 /**
@@ -61,12 +69,25 @@ function originOf(entry: string): string {
   return u.origin;
 }
 
+/** The same three headers as a header list, for {@link CorsPolicy.addTo}. */
+const ANY_ORIGIN_HEADERS: readonly string[] = ['Access-Control-Allow-Methods', ALLOW_METHODS, 'Access-Control-Allow-Origin', '*', 'Access-Control-Allow-Headers', ALLOW_HEADERS];
+
+/** `writeHead` of a writer given to `addTo`: its class's own, with the three headers added. */
+function writeHeadWithCors(this: ClientResponse, status: number, statusText: string | undefined, headers: string[]): unknown {
+  return (Object.getPrototypeOf(this) as ClientResponse).writeHead.call(this, status, statusText, headers.concat(ANY_ORIGIN_HEADERS));
+}
+
 const anyOrigin: CorsPolicy = {
   origins: ['*'],
   apply(_req, res) {
     res.setHeader('Access-Control-Allow-Methods', ALLOW_METHODS);
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Access-Control-Allow-Headers', ALLOW_HEADERS);
+  },
+  addTo(res) {
+    res.writeHead = writeHeadWithCors;
+    // The member's head cannot go out as received: it lacks the headers, or has the member's own.
+    res.writeRawHead = undefined;
   },
 };
 

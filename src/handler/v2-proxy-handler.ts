@@ -70,6 +70,7 @@ export interface V2ProxyHandlerOptions {
    * OPTIONS request is answered 200 by the proxy, in readonly mode too.
    * etcd flag: `--cors`. Default: not set: nothing is added and the
    * members' own CORS headers pass through (etcd members allow `*` by default).
+   * The `etcd-v2-proxy` command sets `"*"` unless told otherwise, as etcd does.
    */
   cors?: string | readonly string[];
   /**
@@ -255,7 +256,8 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     this.handle = (req, res) => this.serve(req, res);
     directRoutes.set(this, {
       onlyForwards: (method, url, via, bodyLength) =>
-        this.cors === undefined &&
+        // With CORS headers that do not depend on the request (`*`), only OPTIONS needs node:http: the proxy answers it.
+        (this.cors === undefined || (this.cors.addTo !== undefined && method !== 'OPTIONS')) &&
         !this.settings.stopping &&
         !this.refusedByMode(method) &&
         !isOwnPath(url) &&
@@ -263,6 +265,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
         bodyLength <= this.maxBodyBytes &&
         !this.loopedBack(via),
       forward: (req, res, body, length, arrived) => {
+        this.cors?.addTo?.(res);
         if (this.listenerCount('request') > 0) this.emit('request', req.method ?? 'GET', req.url ?? '/');
         const keys = this.directKeys;
         if (keys !== undefined && keys.takes(req.method!, req.url!)) this.reportBackend(keys.serve(req, res, body), res, req.method!, req.url!, arrived);
@@ -500,7 +503,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
   private serveReady(req: IncomingMessage, res: ServerResponse): void {
     req.resume();
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' });
+      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
       res.end('Method Not Allowed\n');
       return;
     }
@@ -517,7 +520,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
   private serveConfig(req: IncomingMessage, res: ServerResponse): void {
     req.resume();
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' });
+      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
       res.end('Method Not Allowed\n');
       return;
     }

@@ -304,7 +304,7 @@ export class ProxyMetrics {
   private serve(req: IncomingMessage, res: ServerResponse): void {
     req.resume();
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' });
+      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
       res.end('Method Not Allowed\n');
       return;
     }

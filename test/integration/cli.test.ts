@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { cleanup, etcdctl, freePort, http, member, onCleanup, skipWithoutEtcd, tempDir } from './harness.js';
+import type { LocalEtcd } from './harness.js';
 
 const CLI = fileURLToPath(new URL('../../examples/cli.ts', import.meta.url));
 
@@ -15,9 +16,14 @@ interface Run {
   waitFor(text: string, timeoutMs: number): Promise<void>;
 }
 
-/** Starts examples/cli.ts as its own process (stopped by PID at cleanup). */
-function runCli(args: string[]): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** The environment without any ETCD_* variable of the one running the tests, and `env` added. */
+function cliEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  return { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ETCD_'))), ...env };
+}
+
+/** Starts examples/cli.ts as its own process (stopped by PID at cleanup), `env` added to its environment. */
+function runCli(args: string[], env: Record<string, string> = {}): Run {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv(env) });
   let err = '';
   child.stderr.on('data', (b: Buffer) => (err += b.toString()));
   child.stdout.resume();
@@ -114,5 +120,98 @@ describe('examples/cli.ts against a real etcd member', { skip: skipWithoutEtcd }
     assert.equal(await cli.exited, 1);
     assert.ok(Date.now() - started < 25000);
     assert.match(cli.stderr(), new RegExp(`could not get the cluster's members from peer\\(s\\) http://127.0.0.1:${deadPort}`));
+  });
+});
+
+describe('examples/cli.ts: ETCD_* variables, --config-file, their precedence and warnings', { skip: skipWithoutEtcd }, () => {
+  after(cleanup);
+  let m: LocalEtcd;
+  let cluster: string;
+
+  /** Starts the CLI, waits for it to listen, and checks that it forwards at `url`. */
+  async function started(args: string[], env: Record<string, string>, url: string): Promise<Run> {
+    const cli = runCli(args, env);
+    await cli.waitFor('listening for client requests', 20000);
+    assert.match(cli.stderr(), new RegExp(`listening for client requests on ${url}\n`));
+    const res = await http(`${url}/v2/keys/?recursive=true`);
+    assert.equal(res.status, 200);
+    return cli;
+  }
+
+  test('a flag beats its variable, which is named in a warning', async () => {
+    m = await member();
+    cluster = `${m.name}=${m.peerUrl}`;
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const cli = await started(['--listen-client-urls', url, '--data-dir', await tempDir()], { ETCD_LISTEN_CLIENT_URLS: `http://127.0.0.1:${await freePort()}`, ETCD_INITIAL_CLUSTER: cluster }, url);
+    assert.match(cli.stderr(), /etcd-v2-proxy: warning: ETCD_LISTEN_CLIENT_URLS is ignored: --listen-client-urls is given on the command line, and a flag beats its variable\n/);
+    assert.match(cli.stderr(), new RegExp(`using peer urls \\[${m.peerUrl}\\]`), 'ETCD_INITIAL_CLUSTER was read');
+    process.kill(cli.pid, 'SIGTERM');
+    assert.equal(await cli.exited, 0);
+  });
+
+  test('a config file beats both, with a warning for each flag and variable it replaces', async () => {
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const file = join(await tempDir(), 'etcd.conf.yml');
+    await writeFile(file, `listen-client-urls: ${url}\ninitial-cluster: ${cluster}\ndata-dir: ${await tempDir()}\nproxy-failure-wait: 5000\n`);
+    const cli = await started(['--config-file', file, '--listen-client-urls', `http://127.0.0.1:${await freePort()}`], { ETCD_PROXY_FAILURE_WAIT: 'abc', ETCD_PROXY: 'readonly' }, url);
+    const log = cli.stderr();
+    for (const ignored of ['--listen-client-urls', 'ETCD_PROXY', 'ETCD_PROXY_FAILURE_WAIT']) {
+      assert.match(log, new RegExp(`etcd-v2-proxy: warning: ${ignored} is ignored: --config-file ${file} replaces flags and environment variables \\(as in etcd\\)\n`));
+    }
+    assert.match(log, /loaded the configuration from/);
+    // Not readonly: ETCD_PROXY=readonly was ignored.
+    assert.equal((await http(`${url}/v2/keys/cfg`, { method: 'PUT', body: 'value=1', headers: { 'Content-Type': 'application/x-www-form-urlencoded' } })).status, 201);
+    process.kill(cli.pid, 'SIGTERM');
+    assert.equal(await cli.exited, 0);
+  });
+
+  test("a member's variable (ETCD_LISTEN_PEER_URLS) gets one warning line and the proxy runs", async () => {
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const cli = await started([], { ETCD_LISTEN_CLIENT_URLS: url, ETCD_INITIAL_CLUSTER: cluster, ETCD_DATA_DIR: await tempDir(), ETCD_LISTEN_PEER_URLS: 'http://127.0.0.1:2380' }, url);
+    const warnings = cli.stderr().split('\n').filter((l) => l.includes('warning'));
+    assert.deepEqual(warnings, ["etcd-v2-proxy: warning: ETCD_LISTEN_PEER_URLS is ignored: a proxy does not use it (it is an etcd member's setting)"]);
+    const set = await etcdctl(url, ['--no-sync', 'set', 'peer-var', 'ok']);
+    assert.equal(set.stdout, 'ok\n', set.stderr);
+    process.kill(cli.pid, 'SIGTERM');
+    assert.equal(await cli.exited, 0);
+  });
+
+  test('a malformed variable or config key exits 2 with one line naming it', async () => {
+    const file = join(await tempDir(), 'bad.yml');
+    await writeFile(file, 'proxy-dial-timeout: soon\n');
+    const cases: Array<[string[], Record<string, string>, string]> = [
+      [[], { ETCD_PROXY_FAILURE_WAIT: 'abc' }, 'etcd-v2-proxy: ETCD_PROXY_FAILURE_WAIT: "abc" is not a whole number of milliseconds'],
+      [['--config-file', file], {}, `etcd-v2-proxy: ${file}: proxy-dial-timeout: "soon" is not a whole number of milliseconds`],
+      [[], { ETCD_LISTEN_CLIENT_URLS: 'http://127.0.0.1' }, 'etcd-v2-proxy: ETCD_LISTEN_CLIENT_URLS: '],
+    ];
+    for (const [args, env, line] of cases) {
+      const cli = runCli(args, env);
+      assert.equal(await cli.exited, 2, cli.stderr());
+      const lines = cli.stderr().trimEnd().split('\n');
+      assert.equal(lines.length, 1, cli.stderr());
+      assert.ok(lines[0]!.startsWith(line), `${lines[0]} starts with ${line}`);
+    }
+  });
+
+  test("etcd's default --cors '*': the proxy's own answers carry a member's CORS headers, once each; its 405s say nosniff", async () => {
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const cli = await started(['--listen-client-urls', url, '--initial-cluster', cluster, '--data-dir', await tempDir()], {}, url);
+    const headers = { Origin: 'https://app.example' };
+    const fromMember = await http(`${m.clientUrl}/v2/keys/`, { headers });
+    for (const path of ['/v2/config/local/proxy', '/v2/keys/']) {
+      const res = await http(`${url}${path}`, { headers });
+      assert.equal(res.status, 200);
+      for (const h of ['access-control-allow-origin', 'access-control-allow-methods', 'access-control-allow-headers']) {
+        assert.equal(res.headers[h], fromMember.headers[h], `${path} ${h}`);
+        assert.equal(res.rawHeaders.filter((name) => name.toLowerCase() === h).length, 1, `${path} ${h} once`);
+      }
+    }
+    const refused = await http(`${url}/v2/config/local/proxy`, { method: 'DELETE', headers });
+    assert.equal(refused.status, 405);
+    assert.equal(refused.headers['x-content-type-options'], 'nosniff');
+    assert.equal(refused.headers['access-control-allow-origin'], '*');
+    assert.equal(refused.headers.allow, 'GET, HEAD');
+    process.kill(cli.pid, 'SIGTERM');
+    assert.equal(await cli.exited, 0);
   });
 });

@@ -69,12 +69,35 @@ describe('CORS', { skip: skipWithoutEtcd }, () => {
       const missing = await http(`${p.url}/v2/keys/cors/absent`, { headers: { Origin: 'https://app.example' } });
       assert.equal(missing.status, 404);
       assert.deepEqual(corsCounts(missing), once);
+      // Writes and HEADs too (createProxy's own reader forwards them; the headers are added to its writer's head).
+      const answers = [
+        await http(`${p.url}/v2/keys/cors/w`, { method: 'PUT', body: form({ value: 'w' }), headers: { Origin: 'https://app.example' } }),
+        await http(`${p.url}/v2/keys/cors/w`, { method: 'HEAD' }),
+        await http(`${p.url}/v2/keys/cors/w`, { method: 'DELETE' }),
+      ];
+      assert.deepEqual(answers.map((r) => r.status), [201, 200, 200]);
+      for (const res of answers) {
+        assert.deepEqual(corsCounts(res), once);
+        assert.equal(res.headers['access-control-allow-origin'], '*');
+      }
     });
 
     it('and on the proxy\'s own answers', async () => {
       const config = await http(`${p.url}/v2/config/local/proxy`, { headers: { Origin: 'https://app.example' } });
       assert.equal(config.status, 200);
       assert.deepEqual(corsCounts(config), once);
+      // Its 405s too, with Go's http.Error nosniff header (etcd's own 405s carry it).
+      for (const path of ['/v2/config/local/proxy', '/proxy/ready']) {
+        const refused = await http(`${p.url}${path}`, { method: 'DELETE', headers: { Origin: 'https://app.example' } });
+        assert.equal(refused.status, 405, path);
+        assert.deepEqual(corsCounts(refused), once, path);
+        assert.equal(refused.headers['x-content-type-options'], 'nosniff', path);
+      }
+      // /metrics is served beside the proxy, outside its CORS, as etcd's proxy serves it.
+      const metrics = await http(`${p.url}/metrics`, { method: 'DELETE', headers: { Origin: 'https://app.example' } });
+      assert.equal(metrics.status, 405);
+      assert.equal(metrics.headers['x-content-type-options'], 'nosniff');
+      assert.deepEqual(corsCounts(metrics), {});
     });
 
     it('a preflight OPTIONS is answered 200 by the proxy itself, never forwarded', async () => {

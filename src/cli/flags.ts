@@ -3,27 +3,46 @@
  * `--flag value`, `--flag=value`, `-flag value`. Commands copied from web
  * pages often carry a typographic dash (`–proxy on`): that is read as `--`
  * with a warning. Anything else that is not a known flag is an error naming it.
+ *
+ * The same settings can come from etcd's environment variables and config
+ * file (sources.ts): {@link resolveSettings} checks them wherever they come
+ * from, and its messages name the flag, variable or key the user wrote.
  */
 import { isIP } from 'node:net';
-import { parseInitialCluster } from '../src/index.js';
-import type { CreateProxyOptions } from '../src/index.js';
+import { parseInitialCluster } from '../cluster/initial-cluster.js';
+import type { CreateProxyOptions } from '../create-proxy.js';
 
 /** A bad command line: the message is one line naming the flag and what is wrong. */
 export class FlagError extends Error {
   override name = 'FlagError';
 }
 
+/** Where a setting came from: the command line, an `ETCD_*` environment variable or a key of the `--config-file`. */
+export type SettingSource = { kind: 'flag' } | { kind: 'env'; variable: string } | { kind: 'file'; path: string; key: string };
+
+/** One setting, by flag name, as the user wrote it. */
+export interface Setting {
+  value: string;
+  source: SettingSource;
+}
+
 export interface ParsedFlags {
   help: boolean;
   version: boolean;
-  /** Warnings to print (typographic dashes). */
+  /** Warnings to print (typographic dashes, ignored variables and keys...). */
   warnings: string[];
   name: string;
+  /** The config file the settings were read from (`--config-file` or ETCD_CONFIG_FILE), if any. */
+  configFile?: string;
+  /** How the user wrote the setting of `flag` (`--proxy`, `ETCD_PROXY`, `/etc/etcd/etcd.conf.yml: proxy`), for messages. */
+  describe(flag: string): string;
   options: CreateProxyOptions & { dataDir: string; listenClientUrls: string[] };
 }
 
 interface FlagSpec {
   group: 'Member' | 'Clustering' | 'Proxy' | 'Security';
+  /** Not a setting of the proxy (`--config-file`): read before the others, never from the config file itself. */
+  meta?: true;
   /** A Go bool flag: `--flag`, `--flag=true` or `--flag=false`; it takes no separate value. */
   boolean?: true;
   value: string;
@@ -33,6 +52,13 @@ interface FlagSpec {
 
 /** The flags, in `etcd --help` groups, with etcd's defaults. */
 export const FLAGS: Record<string, FlagSpec> = {
+  'config-file': {
+    group: 'Member',
+    meta: true,
+    value: 'path',
+    default: '',
+    help: "etcd's YAML config file (etcd.conf.yml keys, client-transport-security: included). When given, other flags and ETCD_* variables are ignored, with a warning each, as in etcd.",
+  },
   'name': { group: 'Member', value: 'name', default: 'default', help: 'Human-readable name; the default data dir is <name>.etcd.' },
   'data-dir': { group: 'Member', value: 'path', default: '${name}.etcd', help: 'Where the proxy keeps the cluster file (proxy/cluster).' },
   'listen-client-urls': { group: 'Member', value: 'urls', default: 'http://localhost:2379', help: 'Comma-separated URLs to serve v2 clients on.' },
@@ -92,14 +118,29 @@ export const FLAGS: Record<string, FlagSpec> = {
   'peer-trusted-ca-file': { group: 'Security', value: 'path', default: '', help: "CA of the peers' certificates." },
   'peer-client-cert-auth': { group: 'Security', value: 'bool', default: 'false', boolean: true, help: 'Accepted for etcd command lines and ignored: a proxy has no peer listener.' },
   'insecure-skip-tls-verify': { group: 'Security', value: 'bool', default: 'false', boolean: true, help: "Do not verify the cluster's certificates (tests only: anyone on the path can read and change the traffic)." },
-  'cors': { group: 'Security', value: 'origins', default: '', help: "Comma-separated origins allowed by CORS, or '*'. Unset: the members' own CORS headers pass through (etcd's default is '*')." },
+  'cors': {
+    group: 'Security',
+    value: 'origins',
+    default: '*',
+    help: "Comma-separated origins allowed by CORS, or '*' (empty: '*', as in etcd). The proxy's own answers and the forwarded ones carry the proxy's CORS headers (the members' are replaced, never doubled).",
+  },
 };
 
 const BOOLEAN = new Set(['help', 'h', 'version']);
 const TYPOGRAPHIC = /^[\u2010-\u2015\u2212]+/;
 
-/** Parses argv (without node and the script). Throws {@link FlagError}. */
-export function parseFlags(argv: readonly string[]): ParsedFlags {
+/** What the command line says, before any check of the values. */
+export interface Argv {
+  help: boolean;
+  version: boolean;
+  /** Typographic dashes read as `--`. */
+  warnings: string[];
+  /** The flags given (bool flags as `true`/`false`), by name. */
+  values: Map<string, string>;
+}
+
+/** Reads argv (without node and the script) into flag values. Throws {@link FlagError}. */
+export function parseArgv(argv: readonly string[]): Argv {
   const warnings: string[] = [];
   const values = new Map<string, string>();
   let help = false;
@@ -128,10 +169,7 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
     let value: string;
     if (FLAGS[flag]!.boolean === true) {
       // Go's bool flags: --flag alone is true; a value needs "=" (strconv.ParseBool's spellings).
-      const raw = eq === -1 ? 'true' : body.slice(eq + 1);
-      if (/^(1|t|T|TRUE|true|True)$/.test(raw)) value = 'true';
-      else if (/^(0|f|F|FALSE|false|False)$/.test(raw)) value = 'false';
-      else throw new FlagError(`--${flag}: "${raw}" is not true or false`);
+      value = eq === -1 ? 'true' : goBool(`--${flag}`, body.slice(eq + 1));
     } else if (eq !== -1) value = body.slice(eq + 1);
     else {
       const next = argv[i + 1];
@@ -144,58 +182,115 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
     if (values.has(flag)) throw new FlagError(`--${flag} is given twice ("${values.get(flag)}" and "${value}")`);
     values.set(flag, value);
   }
+  return { help, version, warnings, values };
+}
+
+/** strconv.ParseBool's spellings, as `true` or `false`. */
+export function goBool(label: string, raw: string): 'true' | 'false' {
+  if (/^(1|t|T|TRUE|true|True)$/.test(raw)) return 'true';
+  if (/^(0|f|F|FALSE|false|False)$/.test(raw)) return 'false';
+  throw new FlagError(`${label}: "${raw}" is not true or false`);
+}
+
+/** How the user wrote the setting of `flag`, given where it came from (`--flag` when it was not given at all). */
+export function settingName(flag: string, source: SettingSource | undefined): string {
+  if (source === undefined || source.kind === 'flag') return `--${flag}`;
+  if (source.kind === 'env') return source.variable;
+  return `${source.path}: ${source.key}`;
+}
+
+/** `flag` set to `value`, written the way settings are written in `source`'s kind (`--proxy on`, `ETCD_PROXY=on`, `proxy: on`). */
+function spelled(flag: string, value: string, source: SettingSource | undefined): string {
+  if (source === undefined || source.kind === 'flag') return `--${flag} ${value}`;
+  if (source.kind === 'env') return `ETCD_${flag.toUpperCase().replace(/-/g, '_')}=${value}`;
+  return `${flag}: ${value}`;
+}
+
+/** Parses a command line alone (no environment, no config file). Throws {@link FlagError}. */
+export function parseFlags(argv: readonly string[]): ParsedFlags {
+  const args = parseArgv(argv);
+  const settings = new Map<string, Setting>();
+  for (const [flag, value] of args.values) settings.set(flag, { value, source: { kind: 'flag' } });
+  return { help: args.help, version: args.version, ...resolveSettings(settings, args.warnings) };
+}
+
+/**
+ * Checks the settings, wherever they came from, and turns them into
+ * createProxy options with etcd's defaults. Throws {@link FlagError}, whose
+ * one-line message names the flag, variable or key as the user wrote it.
+ */
+export function resolveSettings(settings: ReadonlyMap<string, Setting>, warnings: string[] = []): Omit<ParsedFlags, 'help' | 'version'> {
+  const values = new Map<string, string>();
+  for (const [flag, s] of settings) if (FLAGS[flag]?.meta !== true) values.set(flag, s.value);
+  const source = (flag: string): SettingSource | undefined => settings.get(flag)?.source;
+  const n = (flag: string): string => settingName(flag, source(flag));
+  /** `flag` needs `other` (named in the same kind of setting as `flag`). */
+  const needs = (flag: string, other: string, value?: string): string => {
+    const s = source(flag);
+    if (value !== undefined) return `${n(flag)} needs ${spelled(other, value, s)}`;
+    return `${n(flag)} needs ${s?.kind === 'env' ? `ETCD_${other.toUpperCase().replace(/-/g, '_')}` : s?.kind === 'file' ? other : `--${other}`}`;
+  };
+  for (const [flag, spec] of Object.entries(FLAGS)) {
+    const raw = values.get(flag);
+    if (spec.boolean === true && raw !== undefined && source(flag)?.kind !== 'flag') values.set(flag, goBool(n(flag), raw));
+  }
 
   const name = values.get('name') ?? 'default';
-  if (name === '') throw new FlagError('--name must not be empty');
+  if (name === '') throw new FlagError(`${n('name')} must not be empty`);
   const proxyFlag = values.get('proxy') ?? 'on';
   if (proxyFlag === 'off') {
-    throw new FlagError('--proxy off means running an etcd member, which this program does not do: use --proxy on or --proxy readonly (or run etcd itself)');
+    const off = source('proxy')?.kind === 'file' ? `${n('proxy')}: off` : spelled('proxy', 'off', source('proxy'));
+    throw new FlagError(`${off} means running an etcd member, which this program does not do: use --proxy on or --proxy readonly (or run etcd itself)`);
   }
-  if (proxyFlag !== 'on' && proxyFlag !== 'readonly') throw new FlagError(`--proxy must be on or readonly, got "${proxyFlag}"`);
+  if (proxyFlag !== 'on' && proxyFlag !== 'readonly') throw new FlagError(`${n('proxy')} must be on or readonly, got "${proxyFlag}"`);
 
   // As etcd: exactly one way to find the cluster; the default --initial-cluster
   // only applies when neither discovery flag is given.
   const bootstrapFlags = ['initial-cluster', 'discovery', 'discovery-srv'].filter((f) => values.has(f));
   if (bootstrapFlags.length > 1) {
-    throw new FlagError(`${bootstrapFlags.map((f) => `--${f}`).join(' and ')} are both given: choose one of --initial-cluster, --discovery or --discovery-srv`);
+    throw new FlagError(`${bootstrapFlags.map(n).join(' and ')} are both given: choose one of --initial-cluster, --discovery or --discovery-srv`);
   }
   for (const f of ['discovery', 'discovery-proxy', 'discovery-srv', 'discovery-srv-name']) {
-    if (values.get(f) === '') throw new FlagError(`--${f} must not be empty`);
+    if (values.get(f) === '') throw new FlagError(`${n(f)} must not be empty`);
   }
-  if (values.has('discovery-proxy') && !values.has('discovery')) throw new FlagError('--discovery-proxy needs --discovery');
-  if (values.has('discovery-srv-name') && !values.has('discovery-srv')) throw new FlagError('--discovery-srv-name needs --discovery-srv');
-  if (values.has('discovery-srv-dns-servers') && !values.has('discovery-srv')) throw new FlagError('--discovery-srv-dns-servers needs --discovery-srv');
-  const dnsServers = values.has('discovery-srv-dns-servers') ? parseDnsServers(values.get('discovery-srv-dns-servers')!) : undefined;
+  if (values.has('discovery-proxy') && !values.has('discovery')) throw new FlagError(needs('discovery-proxy', 'discovery'));
+  if (values.has('discovery-srv-name') && !values.has('discovery-srv')) throw new FlagError(needs('discovery-srv-name', 'discovery-srv'));
+  if (values.has('discovery-srv-dns-servers') && !values.has('discovery-srv')) throw new FlagError(needs('discovery-srv-dns-servers', 'discovery-srv'));
+  const dnsServers = values.has('discovery-srv-dns-servers') ? parseDnsServers(n('discovery-srv-dns-servers'), values.get('discovery-srv-dns-servers')!) : undefined;
   const discovering = values.has('discovery') || values.has('discovery-srv');
   const initialCluster = discovering ? undefined : (values.get('initial-cluster') ?? 'default=http://localhost:2380');
   if (initialCluster !== undefined) {
     try {
       parseInitialCluster(initialCluster);
     } catch (err) {
-      throw new FlagError(`--initial-cluster: ${(err as Error).message.replace(/^invalid initialCluster:? ?/, '')}`);
+      throw new FlagError(`${n('initial-cluster')}: ${(err as Error).message.replace(/^invalid initialCluster:? ?/, '')}`);
     }
   }
   const listenClientUrls = (values.get('listen-client-urls') ?? 'http://localhost:2379').split(',').map((s) => s.trim());
-  if (listenClientUrls.some((u) => u === '')) throw new FlagError('--listen-client-urls has an empty entry');
+  if (listenClientUrls.some((u) => u === '')) throw new FlagError(`${n('listen-client-urls')} has an empty entry`);
   const dataDir = values.get('data-dir') ?? `${name}.etcd`;
-  if (dataDir === '') throw new FlagError('--data-dir must not be empty');
-  for (const f of ['cert-file', 'key-file', 'trusted-ca-file', 'peer-cert-file', 'peer-key-file', 'peer-trusted-ca-file', 'cors']) {
-    if (values.get(f) === '') throw new FlagError(`--${f} must not be empty`);
+  if (dataDir === '') throw new FlagError(`${n('data-dir')} must not be empty`);
+  for (const f of ['cert-file', 'key-file', 'trusted-ca-file', 'peer-cert-file', 'peer-key-file', 'peer-trusted-ca-file']) {
+    if (values.get(f) === '') throw new FlagError(`${n(f)} must not be empty`);
   }
+  // etcd: "empty or * means allow all", and that is its default.
+  const cors = values.get('cors')?.trim() || '*';
   const backend = values.get('backend') ?? 'v2';
-  if (backend !== 'v2' && backend !== 'v3') throw new FlagError(`--backend: expected v2 or v3, got "${backend}"`);
+  if (backend !== 'v2' && backend !== 'v3') throw new FlagError(`${n('backend')}: expected v2 or v3, got "${backend}"`);
   for (const f of ['v3-prefix', 'v3-user']) {
-    if (values.has(f) && backend !== 'v3') throw new FlagError(`--${f} needs --backend v3`);
+    if (values.has(f) && backend !== 'v3') throw new FlagError(needs(f, 'backend', 'v3'));
   }
   const v3User = values.get('v3-user');
-  if (v3User !== undefined && !/^[^:]+:/.test(v3User)) throw new FlagError('--v3-user: expected name:password');
-  if (values.get('peer-client-cert-auth') === 'true') warnings.push('warning: --peer-client-cert-auth is ignored: a proxy has no peer listener');
+  if (v3User !== undefined && !/^[^:]+:/.test(v3User)) throw new FlagError(`${n('v3-user')}: expected name:password`);
+  if (values.get('peer-client-cert-auth') === 'true') warnings.push(`warning: ${n('peer-client-cert-auth')} is ignored: a proxy has no peer listener`);
+  const ms = (flag: string, min: number): number => milliseconds(n(flag), values.get(flag) ?? FLAGS[flag]!.default, min);
+  const configSource = [...settings.values()].find((s) => s.source.kind === 'file')?.source;
 
   return {
-    help,
-    version,
     warnings,
     name,
+    ...(configSource?.kind === 'file' ? { configFile: configSource.path } : {}),
+    describe: n,
     options: {
       mode: proxyFlag === 'readonly' ? 'readonly' : 'readwrite',
       listenClientUrls,
@@ -206,13 +301,13 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
       ...optional('discoverySrvName', values.get('discovery-srv-name')),
       ...(dnsServers === undefined ? {} : { dnsServers }),
       dataDir,
-      failureWait: ms(values, 'proxy-failure-wait', 1),
-      refreshInterval: ms(values, 'proxy-refresh-interval', 1),
-      dialTimeout: ms(values, 'proxy-dial-timeout', 1),
-      writeTimeout: ms(values, 'proxy-write-timeout', 0),
-      readTimeout: ms(values, 'proxy-read-timeout', 0),
-      pipelineReads: count(values, 'pipeline-reads', 1, 64),
-      hedgeDelay: hedgeDelay(values.get('hedge-delay') ?? 'auto'),
+      failureWait: ms('proxy-failure-wait', 1),
+      refreshInterval: ms('proxy-refresh-interval', 1),
+      dialTimeout: ms('proxy-dial-timeout', 1),
+      writeTimeout: ms('proxy-write-timeout', 0),
+      readTimeout: ms('proxy-read-timeout', 0),
+      pipelineReads: count(n('pipeline-reads'), values.get('pipeline-reads') ?? FLAGS['pipeline-reads']!.default, 1, 64),
+      hedgeDelay: hedgeDelay(n('hedge-delay'), values.get('hedge-delay') ?? 'auto'),
       ...(backend === 'v3' ? { backend: 'v3' as const } : {}),
       ...optional('v3Prefix', values.get('v3-prefix')),
       ...(v3User === undefined ? {} : { v3Username: v3User.slice(0, v3User.indexOf(':')), v3Password: v3User.slice(v3User.indexOf(':') + 1) }),
@@ -224,7 +319,7 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
       ...optional('peerKeyFile', values.get('peer-key-file')),
       ...optional('peerTrustedCaFile', values.get('peer-trusted-ca-file')),
       ...(values.has('insecure-skip-tls-verify') ? { insecureSkipVerify: values.get('insecure-skip-tls-verify') === 'true' } : {}),
-      ...optional('cors', values.get('cors')),
+      cors,
     },
   };
 }
@@ -238,8 +333,7 @@ function optional<K extends string>(key: K, value: string | undefined): { [P in 
  * `[ipv6]:port` (what node's `Resolver.setServers` reads), each port 1-65535.
  * Addresses only: the servers are asked before any name can be resolved.
  */
-function parseDnsServers(raw: string): string[] {
-  const flag = '--discovery-srv-dns-servers';
+function parseDnsServers(flag: string, raw: string): string[] {
   const servers = raw.split(',').map((s) => s.trim());
   if (raw.trim() === '') throw new FlagError(`${flag} must not be empty`);
   for (const server of servers) {
@@ -258,29 +352,27 @@ function parseDnsServers(raw: string): string[] {
   return servers;
 }
 
-function ms(values: Map<string, string>, flag: string, min: number): number {
-  const raw = values.get(flag) ?? FLAGS[flag]!.default;
+function milliseconds(label: string, raw: string, min: number): number {
   if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
-    throw new FlagError(`--${flag}: "${raw}" is not a whole number of milliseconds`);
+    throw new FlagError(`${label}: "${raw}" is not a whole number of milliseconds`);
   }
   const n = Number(raw);
-  if (n < min) throw new FlagError(`--${flag}: must be at least ${min} ms, got ${raw}`);
+  if (n < min) throw new FlagError(`${label}: must be at least ${min} ms, got ${raw}`);
   return n;
 }
 
 /** `--hedge-delay`: `auto` or a whole number of ms (0 turns hedging off). */
-function hedgeDelay(raw: string): number | 'auto' {
+function hedgeDelay(label: string, raw: string): number | 'auto' {
   if (raw === 'auto') return 'auto';
   if (!/^\d+$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
-    throw new FlagError(`--hedge-delay: expected auto or a whole number of milliseconds (0 = off), got "${raw}"`);
+    throw new FlagError(`${label}: expected auto or a whole number of milliseconds (0 = off), got "${raw}"`);
   }
   return Number(raw);
 }
 
-function count(values: Map<string, string>, flag: string, min: number, max: number): number {
-  const raw = values.get(flag) ?? FLAGS[flag]!.default;
+function count(label: string, raw: string, min: number, max: number): number {
   const n = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
-  if (!(n >= min && n <= max)) throw new FlagError(`--${flag}: expected a whole number from ${min} to ${max}, got "${raw}"`);
+  if (!(n >= min && n <= max)) throw new FlagError(`${label}: expected a whole number from ${min} to ${max}, got "${raw}"`);
   return n;
 }
 
@@ -291,6 +383,10 @@ export function helpText(program: string): string {
     '',
     'An etcd v2 API proxy: a stand-in for `etcd --proxy on|readonly` (etcd 2.x-3.4).',
     'Flags are etcd\'s own: --flag value, --flag=value or -flag value. Durations are in ms.',
+    'Each flag can also be set by etcd\'s environment variable for it: ETCD_ and the flag in upper case,',
+    '"-" as "_" (ETCD_PROXY, ETCD_INITIAL_CLUSTER...); a flag beats its variable. --config-file (or',
+    'ETCD_CONFIG_FILE) reads etcd\'s YAML config file instead of both. Variables and keys etcd knows',
+    'but a proxy does not use (ETCD_LISTEN_PEER_URLS...) are ignored with a warning.',
   ];
   for (const group of ['Member', 'Clustering', 'Proxy', 'Security'] as const) {
     lines.push('', `${group}:`);

@@ -5,6 +5,8 @@
 import type { ProfileSummary } from './profile.js';
 import { v3Section } from './v3-report.js';
 import type { V3Data } from './v3-report.js';
+import { grpcSection } from './grpc-report.js';
+import type { GrpcData } from './grpc-report.js';
 
 /**
  * `node-semi4`: this proxy under `node --max-semi-space-size=4` (the watch
@@ -143,6 +145,8 @@ export interface ReportData {
   skipped: string[];
   /** The v3-backend section (issue 16). */
   v3: V3Data | undefined;
+  /** v3 (gRPC) clients through the proxy (issue 17). */
+  grpc?: GrpcData | undefined;
 }
 
 export function median(xs: readonly number[]): number {
@@ -472,6 +476,7 @@ export function renderMarkdown(d: ReportData): string {
     targetTable(d),
     '',
     v3Section(d.v3, d.reps, d.durationS),
+    grpcSection(d.grpc),
     '## Profile',
     '',
     profileSection(d),

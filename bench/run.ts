@@ -5,13 +5,15 @@
  * at scale through each proxy; leader-aware writes on a 3-member cluster
  * (issue 8); one `node --cpu-prof` run of this proxy; this proxy with
  * `backend: 'v3'` against the Go proxy on native v2, and 19,000 idle v2
- * watchers through the v3 backend (issue 16). Writes
+ * watchers through the v3 backend (issue 16); etcd v3 (gRPC) clients through
+ * this proxy against `etcd grpc-proxy start` and `etcd gateway start`, driven
+ * by h2load, and 10,000 v3 watchers (issue 17, section 'grpc'). Writes
  * docs/benchmarks.md and prints the tables.
  *
  *   npm run bench                 full run (< 15 min), writes docs/benchmarks.md
  *   npm run bench -- --quick      < 2 min: GET 64 B and PUT 64 B at c=16, 1,000 watchers;
  *                                 writes <tmpdir>/etcd-v2-proxy-bench-quick.md
- *   --only load,profile,watch,leader,v3
+ *   --only load,profile,watch,leader,v3,grpc
  *                                 run only these sections (the report goes to
  *                                 <tmpdir>/etcd-v2-proxy-bench-partial.md)
  *   --watchers 1000,9000          numbers of idle watchers instead of the plan's
@@ -37,10 +39,45 @@ import type { Cell, Facts, LeaderRun, ReportData, Run, SystemId, WatchResult, Wo
 import { runWrk, wrkArgs, wrkVersion } from './wrk.js';
 import type { V3Data, V3WatchResult } from './v3-report.js';
 import { v3LoadTable, v3TargetTable, v3WatchTable } from './v3-report.js';
+import { runGrpcSection } from './grpc-section.js';
+import type { GrpcPlan } from './grpc-section.js';
+import type { GrpcData } from './grpc-report.js';
+import { generatorTable, grpcLoadTable, grpcTargetTable, grpcWatchTable } from './grpc-report.js';
 
 const argv = process.argv.slice(2);
+/** The options, and whether each takes a value: --help prints them, anything else exits 2 before a run starts. */
+const OPTIONS: Record<string, { value?: string; help: string }> = {
+  '--quick': { help: '< 2 min: GET 64 B and PUT 64 B at c=16, 1,000 watchers; writes <tmpdir>/etcd-v2-proxy-bench-quick.md' },
+  '--only': { value: 'load,profile,watch,leader,v3,grpc', help: 'run only these sections (report: <tmpdir>/etcd-v2-proxy-bench-partial.md)' },
+  '--watchers': { value: '1000,9000', help: "numbers of idle watchers instead of the plan's" },
+  '--workloads': { value: 'get64,get16k', help: "request workloads (get64, get16k, put64, mix) instead of the plan's" },
+  '--concurrency': { value: '16,64', help: "wrk connection counts instead of the plan's" },
+  '--out': { value: 'FILE', help: 'write the report there instead' },
+  '--help': { help: 'print this help and exit' },
+};
+for (let i = 0; i < argv.length; i++) {
+  const arg = argv[i]!;
+  if (arg === '--help' || arg === '-h') {
+    const lines = ['Usage: npm run bench -- [options]', '', 'With no option: the full run (< 15 min), which writes docs/benchmarks.md.', ''];
+    for (const [name, o] of Object.entries(OPTIONS)) lines.push(`  ${name}${o.value === undefined ? '' : ` ${o.value}`}`, `      ${o.help}`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+    process.exit(0);
+  }
+  const option = OPTIONS[arg];
+  if (option === undefined) {
+    process.stderr.write(`bench: unknown option ${JSON.stringify(arg)} (see npm run bench -- --help)\n`);
+    process.exit(2);
+  }
+  if (option.value !== undefined) {
+    if (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--')) {
+      process.stderr.write(`bench: ${arg} needs a value (${option.value})\n`);
+      process.exit(2);
+    }
+    i++;
+  }
+}
 const quick = argv.includes('--quick');
-const SECTIONS = ['load', 'profile', 'watch', 'leader', 'v3'] as const;
+const SECTIONS = ['load', 'profile', 'watch', 'leader', 'v3', 'grpc'] as const;
 const onlyIndex = argv.indexOf('--only');
 const only = onlyIndex >= 0 ? (argv[onlyIndex + 1] ?? '').split(',') : [...SECTIONS];
 for (const s of only) {
@@ -84,6 +121,8 @@ const plan = quick
       leaderDurationS: 2,
       profileS: 3,
       v3Watchers: 2000,
+      // Issue 17: KV/Range over h2load's 4 HTTP/2 connections; 10 x 1 x 100 = 1,000 v3 watchers.
+      grpc: { durationS: 2, reps: 3, warmupS: 1, concurrency: [16], connections: 4, watchConnections: 10, watchStreams: 1, watchesPerStream: 100 } as GrpcPlan,
       budgetS: 150,
     }
   : {
@@ -98,6 +137,8 @@ const plan = quick
       leaderDurationS: 3,
       profileS: 5,
       v3Watchers: 19000,
+      // Issue 17: KV/Range over h2load's 4 HTTP/2 connections; 100 x 1 x 100 = 10,000 v3 watchers.
+      grpc: { durationS: 3, reps: 3, warmupS: 1, concurrency: [16, 64], connections: 4, watchConnections: 100, watchStreams: 1, watchesPerStream: 100 } as GrpcPlan,
       budgetS: 1000,
     };
 
@@ -151,7 +192,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 function ensureTools(): void {
-  for (const script of ['scripts/ensure-etcd.sh', 'bench/ensure-wrk.sh']) {
+  for (const script of ['scripts/ensure-etcd.sh', 'bench/ensure-wrk.sh', ...(section('grpc') ? ['bench/ensure-h2load.sh'] : [])]) {
     const r = spawnSync('bash', [script], { cwd: REPO, stdio: 'inherit' });
     if (r.status !== 0) {
       process.stderr.write(`bench: ${script} failed; see above\n`);
@@ -617,6 +658,11 @@ async function main(): Promise<void> {
   else if (overBudget()) skipped.push('the v3 backend');
   else v3 = await v3Section(skipped);
 
+  let grpc: GrpcData | undefined;
+  if (!section('grpc')) skipped.push('v3 clients through the proxy (not asked for)');
+  else if (overBudget()) skipped.push('v3 clients through the proxy');
+  else grpc = await runGrpcSection({ plan: plan.grpc, tmp, entry, members, proxies, skipped, overBudget, log });
+
   f.loadEnd = loadAverage();
   let notes = '';
   try {
@@ -641,12 +687,14 @@ async function main(): Promise<void> {
     elapsedS: elapsedS(),
     skipped,
     v3,
+    grpc,
   };
   mkdirSync(join(outFile, '..'), { recursive: true });
   writeFileSync(outFile, renderMarkdown(data));
   process.stdout.write(
     `\n${loadTables(data)}\n${ratioTable(data)}\n\nIdle watchers\n\n${watchTable(data)}\n\nLeader-aware writes\n\n${leaderTable(data)}\n\n${targetTable(data)}\n\n` +
       (v3 === undefined ? '' : `v3 backend (issue 16)\n\n${v3LoadTable(v3)}\n\n${v3WatchTable(v3)}\n\n${v3TargetTable(v3)}\n\n`) +
+      (grpc === undefined ? '' : `v3 clients through the proxy (issue 17)\n\n${grpcLoadTable(grpc)}\n\n${generatorTable(grpc)}\n\n${grpcWatchTable(grpc)}\n\n${grpcTargetTable(grpc)}\n\n`) +
       `load average at start ${f.loadStart}, at end ${f.loadEnd}; ${Math.round(elapsedS())} s\nwrote ${outFile}\n`,
   );
 }

@@ -512,7 +512,12 @@ export function spawnProcess(
   let output = '';
   child.stdout.on('data', (b: Buffer) => (output += b.toString()));
   child.stderr.on('data', (b: Buffer) => (output += b.toString()));
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  // Exited once its output is all read ('close'): 'exit' can come before the last of stdout and
+  // stderr. If something it started keeps the pipes open, 2 s after 'exit' will do.
+  const exited = new Promise<void>((done) => {
+    child.once('close', () => done());
+    child.once('exit', () => setTimeout(done, 2000).unref());
+  });
   const running = (): boolean => child.exitCode === null && child.signalCode === null && child.pid !== undefined;
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>

@@ -76,6 +76,8 @@ export interface ClientResponse {
   readonly headersSent: boolean;
   /** The status `writeHead` was given. */
   readonly statusCode: number;
+  /** True once the client's connection closed before the answer was finished (its 'close' was emitted). */
+  readonly destroyed?: boolean;
   /** True once the whole answer was handed to the client's connection. */
   readonly writableFinished: boolean;
   writeHead(status: number, statusText: string | undefined, headers: string[]): unknown;

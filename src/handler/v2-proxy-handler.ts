@@ -268,8 +268,10 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
         this.cors?.addTo?.(res);
         if (this.listenerCount('request') > 0) this.emit('request', req.method ?? 'GET', req.url ?? '/');
         const keys = this.directKeys;
-        if (keys !== undefined && keys.takes(req.method!, req.url!)) this.reportBackend(keys.serve(req, res, body), res, req.method!, req.url!, arrived);
-        else this.forward(req, res, body, length, arrived);
+        if (keys === undefined || !keys.takes(req.method!, req.url!)) this.forward(req, res, body, length, arrived);
+        // Its body finished arriving after drain() or close(): nothing new is applied.
+        else if (this.settings.stopping) this.refuseShuttingDown(req, res);
+        else this.reportBackend(keys.serve(req, res, body), res, req.method!, req.url!, arrived);
       },
     });
   }

@@ -513,6 +513,7 @@ function releaseCork(reply: ClientReply): void {
 class ClientReply implements ClientResponse {
   headersSent = false;
   statusCode = 200;
+  destroyed = false;
   writableFinished = false;
   /** The head built by writeHead, until it is written. */
   private head: string | undefined = undefined;
@@ -678,6 +679,7 @@ class ClientReply implements ClientResponse {
 
   /** @internal The connection closed before this answer was finished. */
   clientClosed(): void {
+    this.destroyed = true;
     this.onClose?.call(this);
   }
 

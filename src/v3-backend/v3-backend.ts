@@ -115,7 +115,8 @@ export class V3Backend {
   private readonly auth: V2Auth;
   /** The `(req, res)` function. Bound. */
   readonly handle: (req: IncomingMessage, res: ServerResponse) => void;
-  private readonly open = new Set<V2Watch>();
+  /** Open watches, each with what ends its answer. */
+  private readonly open = new Map<V2Watch, () => void>();
   /** Requests being answered (watches aside), node:http's and the own reader's. */
   private readonly pending = new Set<object>();
   private clusterIdHex: string | undefined;
@@ -255,7 +256,8 @@ export class V3Backend {
 
   /** Ends every open watch (its client re-polls with its waitIndex), as a graceful stop does. */
   endWatches(): void {
-    for (const w of [...this.open]) w.cancel();
+    // Each answer ends (its last chunk sent): the client re-polls with its waitIndex, on the same connection if it likes.
+    for (const finish of [...this.open.values()]) finish();
     this.open.clear();
   }
 
@@ -394,6 +396,11 @@ export class V3Backend {
       res.end();
     };
     res.on('close', finish);
+    // The client may have gone while the request was checked (auth): its 'close' came before there was a listener.
+    if (res.destroyed === true) {
+      finish();
+      return;
+    }
     const onEvent = (ev: V2Event): void => {
       if (ended) return;
       res.write(Buffer.from(`${JSON.stringify(eventBody(ev, false))}\n`));
@@ -408,7 +415,7 @@ export class V3Backend {
       watch.cancel();
       return;
     }
-    this.open.add(watch);
+    this.open.set(watch, finish);
     if (!res.headersSent) {
       // The index the watch started at (its events are all later), or the
       // latest one answered if that is higher: the shared v3 watch may not

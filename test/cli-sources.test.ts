@@ -191,10 +191,29 @@ describe('src/cli/sources: --config-file (etcd.conf.yml)', () => {
     assert.equal(f.options.cors, 'https://a.example,https://b.example');
   });
 
-  test('an empty file is all defaults', async () => {
-    const f = parseSettings(['--config-file', await file('empty.yml', '# nothing\n')]);
+  test('an empty file is all defaults, and still the file the settings came from (flags are ignored)', async () => {
+    const path = await file('empty.yml', '# nothing\n');
+    const f = parseSettings(['--config-file', path]);
     assert.equal(f.options.initialCluster, 'default=http://localhost:2380');
     assert.deepEqual(f.warnings, []);
+    assert.equal(f.configFile, path, 'the start-up line says which file was loaded');
+    const g = parseSettings(['--config-file', path, '--proxy', 'readonly']);
+    assert.equal(g.configFile, path);
+    assert.equal(g.options.mode, 'readwrite');
+  });
+
+  test("names of JavaScript objects' own properties are not settings: --constructor, ETCD_CONSTRUCTOR, __proto__: and toString: are unknown", async () => {
+    assert.throws(() => parseSettings(['--constructor', 'x']), oneLine(/^unknown flag --constructor/));
+    assert.throws(() => parseSettings(['--toString=1']), oneLine(/^unknown flag --toString/));
+    assert.deepEqual(parseSettings([], { ETCD_CONSTRUCTOR: 'x' }).warnings, ['warning: ETCD_CONSTRUCTOR is ignored: not an environment variable etcd or this proxy reads']);
+    const path = await file('proto.yml', '__proto__:\n  cert-file: /x\ntoString: 1\nclient-transport-security:\n  constructor: 1\n');
+    const f = parseSettings(['--config-file', path]);
+    assert.equal(f.options.certFile, undefined);
+    assert.deepEqual(f.warnings, [
+      `warning: ${path}: __proto__ is ignored: not a key etcd or this proxy reads`,
+      `warning: ${path}: toString is ignored: not a key etcd or this proxy reads`,
+      `warning: ${path}: client-transport-security.constructor is ignored: a proxy does not use it`,
+    ]);
   });
 
   test('unknown keys and TLS keys outside their block are ignored with a warning', async () => {
@@ -218,6 +237,8 @@ describe('src/cli/sources: --config-file (etcd.conf.yml)', () => {
       ['client-transport-security: yes\n', /: client-transport-security: expected a mapping/],
       ['proxy: on\nproxy: readonly\n', /: not valid YAML at line 2, column 1: Map keys must be unique/],
       ['- a\n- b\n', /: expected a YAML mapping of etcd's settings/],
+      // A "billion laughs" file: too many alias expansions.
+      [`a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n`, /: cannot be read as etcd's settings: /],
     ];
     for (const [i, [text, message]] of cases.entries()) {
       const path = await file(`bad${i}.yml`, text);

@@ -363,9 +363,10 @@ describe('the npm package, installed into a fresh project', { timeout: 300000 },
       const shipped = join(global, 'lib', 'node_modules', 'etcd-v2-proxy', 'examples', 'systemd');
       const unit = unitService(await readFile(join(shipped, 'etcd-v2-proxy.service'), 'utf8'));
       const [execStart] = unit.get('ExecStart') ?? [];
-      assert.equal(execStart, '/usr/local/bin/etcd-v2-proxy', 'npm install -g puts the command in /usr/local/bin');
-      assert.deepEqual(unit.get('EnvironmentFile'), ['/etc/default/etcd']);
+      assert.equal(execStart, '/usr/local/bin/etcd-v2-proxy $DAEMON_ARGS', 'npm install -g puts the command in /usr/local/bin; flags in DAEMON_ARGS, as Debian');
+      assert.deepEqual(unit.get('EnvironmentFile'), ['-/etc/default/etcd'], 'optional, as in etcd.service');
       assert.equal(unit.get('KillSignal')?.[0], 'SIGTERM');
+      assert.equal(unit.get('RestartPreventExitStatus')?.[0], '2', 'a bad setting is not restarted in a loop');
       // Environment= first, then the file, whose settings win (systemd's order); %H is the host name.
       const env: Record<string, string> = {};
       for (const line of unit.get('Environment') ?? []) {
@@ -382,8 +383,13 @@ describe('the npm package, installed into a fresh project', { timeout: 300000 },
         .replace(/^# (ETCD_LISTEN_PEER_URLS=.*)$/m, '$1')}ETCD_DATA_DIR=${dataDir}\n`;
       Object.assign(env, environmentFile(file));
       assert.equal(env.ETCD_NAME, hostname());
-      const proxy = await startService(execStart!.replace(/^\/usr\/local/, global), [], serviceEnv(env));
+      // systemd splits an unbraced $VAR at whitespace into words: flags given in DAEMON_ARGS.
+      env.DAEMON_ARGS = '--cors https://app.example';
+      const [command, ...args] = execStart!.split(' ').flatMap((w) => (w === '$DAEMON_ARGS' ? env.DAEMON_ARGS!.split(/\s+/).filter((a) => a !== '') : [w]));
+      const proxy = await startService(command!.replace(/^\/usr\/local/, global), args, serviceEnv(env));
       await walkthrough(url, 'systemd');
+      const cors = await http(`${url}/v2/config/local/proxy`, { headers: { Origin: 'https://app.example' } });
+      assert.equal(cors.headers['access-control-allow-origin'], 'https://app.example', 'the flag in DAEMON_ARGS is read (the default is *)');
       // A member's variable left in the file: one warning, and the proxy runs.
       assert.match(proxy.log(), /etcd-v2-proxy: warning: ETCD_LISTEN_PEER_URLS is ignored: a proxy does not use it/);
       assert.equal(await readFile(join(dataDir, 'proxy', 'cluster'), 'utf8'), JSON.stringify({ PeerURLs: [m.peerUrl] }));

@@ -165,7 +165,7 @@ export function parseArgv(argv: readonly string[]): Argv {
       else help = true;
       continue;
     }
-    if (!(flag in FLAGS)) throw new FlagError(`unknown flag --${flag} (see --help)`);
+    if (!Object.hasOwn(FLAGS, flag)) throw new FlagError(`unknown flag --${flag} (see --help)`);
     let value: string;
     if (FLAGS[flag]!.boolean === true) {
       // Go's bool flags: --flag alone is true; a value needs "=" (strconv.ParseBool's spellings).
@@ -219,7 +219,7 @@ export function parseFlags(argv: readonly string[]): ParsedFlags {
  * createProxy options with etcd's defaults. Throws {@link FlagError}, whose
  * one-line message names the flag, variable or key as the user wrote it.
  */
-export function resolveSettings(settings: ReadonlyMap<string, Setting>, warnings: string[] = []): Omit<ParsedFlags, 'help' | 'version'> {
+export function resolveSettings(settings: ReadonlyMap<string, Setting>, warnings: string[] = [], configFile?: string): Omit<ParsedFlags, 'help' | 'version'> {
   const values = new Map<string, string>();
   for (const [flag, s] of settings) if (FLAGS[flag]?.meta !== true) values.set(flag, s.value);
   const source = (flag: string): SettingSource | undefined => settings.get(flag)?.source;
@@ -284,12 +284,11 @@ export function resolveSettings(settings: ReadonlyMap<string, Setting>, warnings
   if (v3User !== undefined && !/^[^:]+:/.test(v3User)) throw new FlagError(`${n('v3-user')}: expected name:password`);
   if (values.get('peer-client-cert-auth') === 'true') warnings.push(`warning: ${n('peer-client-cert-auth')} is ignored: a proxy has no peer listener`);
   const ms = (flag: string, min: number): number => milliseconds(n(flag), values.get(flag) ?? FLAGS[flag]!.default, min);
-  const configSource = [...settings.values()].find((s) => s.source.kind === 'file')?.source;
 
   return {
     warnings,
     name,
-    ...(configSource?.kind === 'file' ? { configFile: configSource.path } : {}),
+    ...(configFile === undefined ? {} : { configFile }),
     describe: n,
     options: {
       mode: proxyFlag === 'readonly' ? 'readonly' : 'readwrite',

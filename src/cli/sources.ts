@@ -96,7 +96,7 @@ export function readEnvironment(env: Readonly<Record<string, string | undefined>
   for (const [variable, value] of etcdVariables(env)) {
     if (variable === 'ETCD_CONFIG_FILE') continue;
     const flag = flagOfVariable(variable);
-    if (flag !== undefined && flag in FLAGS && FLAGS[flag]!.meta !== true) {
+    if (flag !== undefined && Object.hasOwn(FLAGS, flag) && FLAGS[flag]!.meta !== true) {
       if (given.has(flag)) warnings.push(`warning: ${variable} is ignored: --${flag} is given on the command line, and a flag beats its variable`);
       else settings.set(flag, { value, source: { kind: 'env', variable } });
     } else if (flag !== undefined && ETCD_ONLY.has(flag)) {
@@ -144,7 +144,13 @@ export function readConfigFile(path: string): { settings: Map<string, Setting>; 
     const at = lines.linePos(error.pos[0]);
     throw new FlagError(`${path}: not valid YAML at line ${at.line}, column ${at.col}: ${error.message.split('\n')[0]}`);
   }
-  const top = doc.toJS({ maxAliasCount: 100 }) as Yaml | undefined;
+  let top: Yaml | undefined;
+  try {
+    top = doc.toJS({ maxAliasCount: 100 }) as Yaml | undefined;
+  } catch (err) {
+    // e.g. more alias expansions than maxAliasCount (a "billion laughs" file)
+    throw new FlagError(`${path}: cannot be read as etcd's settings: ${(err as Error).message.split('\n')[0]}`);
+  }
   const settings = new Map<string, Setting>();
   const warnings: string[] = [];
   if (top === null || top === undefined) return { settings, warnings };
@@ -155,19 +161,19 @@ export function readConfigFile(path: string): { settings: Map<string, Setting>; 
     settings.set(flag, { value: scalar(path, key, flag, value), source: { kind: 'file', path, key } });
   };
   for (const [key, value] of Object.entries(top)) {
-    const block = SECURITY_BLOCKS[key];
+    const block = Object.hasOwn(SECURITY_BLOCKS, key) ? SECURITY_BLOCKS[key] : undefined;
     if (block !== undefined) {
       if (value === null) continue;
       if (typeof value !== 'object' || Array.isArray(value)) throw new FlagError(`${path}: ${key}: expected a mapping (cert-file, key-file, client-cert-auth, trusted-ca-file)`);
       for (const [inner, v] of Object.entries(value)) {
-        const flag = block[inner];
+        const flag = Object.hasOwn(block, inner) ? block[inner] : undefined;
         if (flag !== undefined) set(`${key}.${inner}`, flag, v);
         else if (inner === 'auto-tls' && v === true) warnings.push(`warning: ${path}: ${key}.auto-tls is ignored: the proxy makes no certificates; give cert-file and key-file`);
         else if (v !== null && v !== false) warnings.push(`warning: ${path}: ${key}.${inner} is ignored: ${IGNORED}`);
       }
       continue;
     }
-    if (key in FLAGS && !TLS_FLAGS.has(key) && FLAGS[key]!.meta !== true) set(key, key, value);
+    if (Object.hasOwn(FLAGS, key) && !TLS_FLAGS.has(key) && FLAGS[key]!.meta !== true) set(key, key, value);
     else if (value === null) continue; // a key with no value sets nothing: nothing to warn about
     else if (TLS_FLAGS.has(key)) warnings.push(`warning: ${path}: ${key} is ignored: etcd reads it under ${key.startsWith('peer-') ? 'peer' : 'client'}-transport-security:`);
     else if (ETCD_ONLY.has(key)) warnings.push(`warning: ${path}: ${key} is ignored: ${IGNORED}`);
@@ -211,5 +217,5 @@ export function parseSettings(argv: readonly string[], env: Readonly<Record<stri
     for (const [flag, s] of read.settings) settings.set(flag, s);
     warnings.push(...read.warnings);
   }
-  return { help: false, version: false, ...resolveSettings(settings, warnings) };
+  return { help: false, version: false, ...resolveSettings(settings, warnings, configFile) };
 }

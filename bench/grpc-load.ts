@@ -54,7 +54,10 @@ export async function rangeBody(): Promise<Buffer> {
   const client = new grpc.Client(`127.0.0.1:${(server.address() as AddressInfo).port}`, grpc.credentials.createInsecure());
   try {
     const call = unary(client, 'Range', { key: Buffer.from(RANGE_KEY) }, 5000).catch(() => undefined);
-    const bytes = await body;
+    // The call ends after the body was kept, unless it failed before reaching the server (then: an error, not a hang).
+    const failed = call.then(() => Promise.reject(new Error('rangeBody: the grpc-js call ended before its request reached the capture server')));
+    failed.catch(() => undefined);
+    const bytes = await Promise.race([body, failed]);
     await call;
     return bytes;
   } finally {

@@ -381,6 +381,8 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
         tls: tls.forward,
         username: options.v3Username,
         password: options.v3Password,
+        // As an etcd v2 member: a verified client certificate names the v2 user of a request without credentials.
+        clientCertAuth: tls.listener?.clientCertAuth === true,
         dialTimeout: options.dialTimeout,
         // The members serve no v2: v2 clients that sync their endpoints must stay on the proxy.
         advertiseClientUrls: () => running?.advertisedUrls() ?? [],

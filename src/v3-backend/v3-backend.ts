@@ -42,6 +42,14 @@ export interface V3BackendOptions {
   username?: string;
   /** Password of `username`. */
   password?: string;
+  /**
+   * With v2 auth enabled, a request that has no `Authorization` header is
+   * made by the user its verified TLS client certificate names (its common
+   * name, or an issuer's), as an etcd v2 member with `--client-cert-auth`
+   * did; otherwise it is the guest. createProxy sets it when its https://
+   * listeners ask for client certificates. Default: false.
+   */
+  clientCertAuth?: boolean;
   /** ms to connect to a member before trying the next. etcd flag: `--proxy-dial-timeout`. Default: 1000. */
   dialTimeout?: number;
   /** ms a v3 call may take (a watch aside). Default: 5000. */
@@ -144,7 +152,7 @@ export class V3Backend {
     });
     this.store = new V3Store({ client: this.client, prefix: this.prefix });
     this.watches = new WatchHub({ client: this.client, prefix: this.prefix });
-    this.auth = new V2Auth({ client: this.client, prefix: this.prefix, clusterId: () => this.clusterIdHex });
+    this.auth = new V2Auth({ client: this.client, prefix: this.prefix, clusterId: () => this.clusterIdHex, clientCertAuth: options.clientCertAuth });
     this.clusterApi = new V3ClusterApi({
       client: this.client,
       balancer: options.balancer,

@@ -21,7 +21,8 @@ import { getJson } from './cluster/get-json.js';
 import { V3Backend } from './v3-backend/v3-backend.js';
 import { describe, durationOption, signalOption } from './validate-options.js';
 import { hedgeDelayOption } from './forwarding/hedge-delay.js';
-import { sortConnections, V3_REFUSAL_MESSAGE } from './transport/v3-client-refusal.js';
+import { refusingStreams, sortConnections, V3_REFUSAL_MESSAGE } from './transport/v3-client-refusal.js';
+import { GrpcForwarder } from './grpc-forwarding/grpc-forwarder.js';
 import { ClientConnections } from './transport/client-connection.js';
 import { METRICS_PATH, ProxyMetrics } from './metrics/proxy-metrics.js';
 import { explainTlsClientError, hasClientCertificate, listenerTlsOption, upstreamTlsOption } from './tls-options.js';
@@ -209,6 +210,16 @@ export interface CreateProxyOptions {
   v3Username?: string;
   /** Password of `v3Username`. */
   v3Password?: string;
+  /**
+   * etcd v3 clients (gRPC over HTTP/2: h2c on `http://` listeners, ALPN `h2`
+   * on `https://` ones) on the same port as v2. `forward`: their calls are
+   * forwarded to the members with the same membership, balancing, failover,
+   * TLS, metrics and events as v2 (see {@link GrpcForwarder}). `refuse`:
+   * each call is answered at once with UNIMPLEMENTED and
+   * {@link V3_REFUSAL_MESSAGE}, for sites that want v2 only. CLI:
+   * `--v3-clients`. Default: `forward`.
+   */
+  v3Clients?: 'forward' | 'refuse';
   /** Aborting it closes the proxy. */
   signal?: AbortSignal;
 }
@@ -292,6 +303,8 @@ export interface EtcdV2Proxy extends EventEmitter<EtcdV2ProxyEvents> {
   readonly v3Backend: V3Backend | undefined;
   /** The metrics served on `GET /metrics` (see {@link METRICS_PATH}). */
   readonly metrics: ProxyMetrics;
+  /** What forwards etcd v3 clients' gRPC calls; undefined with `v3Clients: 'refuse'`. */
+  readonly grpc: GrpcForwarder | undefined;
   /**
    * The node:http (or node:https, for https:// URLs) servers, one per listen
    * URL. The requests the proxy only forwards are read by its own HTTP/1.1
@@ -357,6 +370,10 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
   if (backendKind !== 'v2' && backendKind !== 'v3') {
     throw new InvalidOptionError('backend', `expected "v2" or "v3", got ${describe(options.backend)}`);
   }
+  const v3Clients = options.v3Clients ?? 'forward';
+  if (v3Clients !== 'forward' && v3Clients !== 'refuse') {
+    throw new InvalidOptionError('v3Clients', `expected "forward" or "refuse", got ${describe(options.v3Clients)}`);
+  }
   if (backendKind === 'v2') {
     for (const name of ['v3Prefix', 'v3Username', 'v3Password'] as const) {
       if (options[name] !== undefined) throw new InvalidOptionError(name, 'only used with backend "v3"');
@@ -406,10 +423,15 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
     resolver: membership,
     backend: v3,
   });
+  const grpc =
+    v3Clients === 'forward'
+      ? new GrpcForwarder({ balancer, mode: options.mode, dialTimeout: options.dialTimeout, idleTimeout: options.idleTimeout, tls: tls.forward })
+      : undefined;
   let metrics: ProxyMetrics;
   try {
-    metrics = new ProxyMetrics({ handler, balancer, resolver: membership, registry: options.metricsRegistry });
+    metrics = new ProxyMetrics({ handler, balancer, resolver: membership, registry: options.metricsRegistry, grpc });
   } catch (err) {
+    grpc?.close();
     handler.close();
     v3?.close();
     balancer.close();
@@ -431,6 +453,7 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
     });
   } catch (err) {
     metrics.close();
+    grpc?.close();
     handler.close();
     v3?.close();
     balancer.close();
@@ -446,7 +469,7 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
     tls: tls.peer,
   });
   resolverRef = resolver;
-  const proxy = new RunningProxy(resolver, balancer, handler, options.dataDir, fromFile, peerUrls, shutdownTimeout, found.source, metrics, v3);
+  const proxy = new RunningProxy(resolver, balancer, handler, options.dataDir, fromFile, peerUrls, shutdownTimeout, found.source, metrics, v3, grpc);
   running = proxy;
   for (const [event, listener] of Object.entries(listeners)) proxy.on(event as keyof EtcdV2ProxyEvents, listener as (...args: unknown[]) => void);
   resolver.on('members', (snapshot) => proxy.onMembers(snapshot));
@@ -492,6 +515,7 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
     source: PeerUrlsSource,
     readonly metrics: ProxyMetrics,
     readonly v3Backend: V3Backend | undefined,
+    readonly grpc: GrpcForwarder | undefined,
   ) {
     super();
     this.peerUrlsSource = source;
@@ -597,7 +621,8 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
       }
       // The listener reads the requests it only forwards itself (client-connection.ts); the rest goes to node:http(s).
       const own = new ClientConnections(directRoute(this.handler), (url) => !isPath(url, METRICS_PATH), server);
-      sortConnections(server, V3_REFUSAL_MESSAGE, own);
+      // HTTP/2 (etcd v3 clients, gRPC) on the same port: forwarded, or refused at once.
+      sortConnections(server, this.grpc?.handle ?? refusingStreams(V3_REFUSAL_MESSAGE), own);
       this.servers.push(server);
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
       await new Promise<void>((resolve, reject) => {
@@ -625,8 +650,9 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
       this.resolver.close();
       this.metrics.close();
       const closed = this.servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve())));
-      await this.handler.drain(this.shutdownTimeout);
+      await Promise.all([this.handler.drain(this.shutdownTimeout), this.grpc?.drain(this.shutdownTimeout)]);
       for (const s of this.servers) s.closeAllConnections();
+      this.grpc?.close();
       this.v3Backend?.close();
       this.balancer.close();
       await Promise.all(closed);

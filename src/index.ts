@@ -38,6 +38,17 @@ export { V2Error } from './v3-backend/v2-error.js';
 export type { V2ErrorJson } from './v3-backend/v2-error.js';
 export { V3RpcError } from './v3-backend/v3-client.js';
 export { refuseV3Clients, V3_REFUSAL_MESSAGE } from './transport/v3-client-refusal.js';
+export { GrpcForwarder } from './grpc-forwarding/grpc-forwarder.js';
+export type { GrpcForwarderOptions } from './grpc-forwarding/grpc-forwarder.js';
+export type {
+  GrpcClientAbortedEvent,
+  GrpcDropReason,
+  GrpcDroppedEvent,
+  GrpcFinishedEvent,
+  GrpcForwardedEvent,
+  GrpcForwarderEvents,
+  GrpcRetriedEvent,
+} from './grpc-forwarding/grpc-events.js';
 export {
   ClusterFileError,
   ClusterUnreachableError,

@@ -248,8 +248,9 @@ export function listenerTlsOption(files: ListenerTlsFiles): ListenerTls {
       requestCert: clientCertAuth,
       rejectUnauthorized: clientCertAuth,
       // h2 is offered after http/1.1 so that only clients that speak nothing
-      // else (gRPC, i.e. etcd v3 clients) get it, and get refuseV3Clients'
-      // answer rather than a handshake failure.
+      // else (gRPC, i.e. etcd v3 clients) get it: createProxy forwards them
+      // (or, with v3Clients 'refuse', answers UNIMPLEMENTED) rather than
+      // failing their handshake.
       ALPNProtocols: ['http/1.1', 'h2'],
     },
   };

@@ -73,8 +73,15 @@ describe('src/cli/flags: etcd proxy flags', () => {
     assert.equal(d.options.v3Prefix, undefined);
   });
 
+  test('--v3-clients: forward by default, refuse keeps the immediate UNIMPLEMENTED answer', () => {
+    assert.equal(parseFlags([]).options.v3Clients, undefined, "createProxy's default: 'forward'");
+    assert.equal(parseFlags(['--v3-clients', 'forward']).options.v3Clients, undefined);
+    assert.equal(parseFlags(['--v3-clients=refuse']).options.v3Clients, 'refuse');
+  });
+
   const bad: Array<[string[], RegExp]> = [
     [['--backend', 'v4'], /^--backend: expected v2 or v3, got "v4"$/],
+    [['--v3-clients', 'deny'], /^--v3-clients: expected forward or refuse, got "deny"$/],
     [['--v3-prefix', '/p'], /^--v3-prefix needs --backend v3$/],
     [['--backend', 'v2', '--v3-user', 'a:b'], /^--v3-user needs --backend v3$/],
     [['--backend', 'v3', '--v3-user', 'nopassword'], /^--v3-user: expected name:password$/],

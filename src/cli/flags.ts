@@ -109,6 +109,12 @@ export const FLAGS: Record<string, FlagSpec> = {
     default: '',
     help: 'Not an etcd flag; with --backend v3 on a cluster with v3 auth on: the v3 user the proxy signs in as (a client certificate: --cert-file/--key-file).',
   },
+  'v3-clients': {
+    group: 'Proxy',
+    value: 'forward|refuse',
+    default: 'forward',
+    help: "Not an etcd flag. 'forward': etcd v3 (gRPC) clients on the same listeners are forwarded to the members; 'refuse': they are answered at once with UNIMPLEMENTED (the v2 API only).",
+  },
   'cert-file': { group: 'Security', value: 'path', default: '', help: 'PEM certificate of the https:// listeners; also shown to members on https:// client URLs.' },
   'key-file': { group: 'Security', value: 'path', default: '', help: 'PEM key of --cert-file.' },
   'client-cert-auth': { group: 'Security', value: 'bool', default: 'false', boolean: true, help: 'Refuse https clients without a certificate signed by --trusted-ca-file, at the handshake.' },
@@ -280,6 +286,8 @@ export function resolveSettings(settings: ReadonlyMap<string, Setting>, warnings
   for (const f of ['v3-prefix', 'v3-user']) {
     if (values.has(f) && backend !== 'v3') throw new FlagError(needs(f, 'backend', 'v3'));
   }
+  const v3Clients = values.get('v3-clients') ?? 'forward';
+  if (v3Clients !== 'forward' && v3Clients !== 'refuse') throw new FlagError(`${n('v3-clients')}: expected forward or refuse, got "${v3Clients}"`);
   const v3User = values.get('v3-user');
   if (v3User !== undefined && !/^[^:]+:/.test(v3User)) throw new FlagError(`${n('v3-user')}: expected name:password`);
   if (values.get('peer-client-cert-auth') === 'true') warnings.push(`warning: ${n('peer-client-cert-auth')} is ignored: a proxy has no peer listener`);
@@ -309,6 +317,7 @@ export function resolveSettings(settings: ReadonlyMap<string, Setting>, warnings
       hedgeDelay: hedgeDelay(n('hedge-delay'), values.get('hedge-delay') ?? 'auto'),
       ...(backend === 'v3' ? { backend: 'v3' as const } : {}),
       ...optional('v3Prefix', values.get('v3-prefix')),
+      ...(v3Clients === 'refuse' ? { v3Clients: 'refuse' as const } : {}),
       ...(v3User === undefined ? {} : { v3Username: v3User.slice(0, v3User.indexOf(':')), v3Password: v3User.slice(v3User.indexOf(':') + 1) }),
       ...optional('certFile', values.get('cert-file')),
       ...optional('keyFile', values.get('key-file')),

@@ -8,6 +8,11 @@ import type { MembershipView, V2ProxyHandler } from '../handler/v2-proxy-handler
 import { TallyCounter, TallyHistogram } from './tally-metrics.js';
 import { PROXY_READY_PATH } from '../handler/v2-proxy-handler.js';
 import { describe, signalOption } from '../validate-options.js';
+import type { GrpcForwarder } from '../grpc-forwarding/grpc-forwarder.js';
+import type { GrpcDropReason, GrpcDroppedEvent, GrpcFinishedEvent, GrpcRetriedEvent } from '../grpc-forwarding/grpc-events.js';
+import { routeOf } from '../grpc-forwarding/grpc-routes.js';
+import type { GrpcRoute } from '../grpc-forwarding/grpc-routes.js';
+import { grpcCodeName } from '../grpc-forwarding/grpc-status.js';
 
 /**
  * Prometheus metrics of the proxy, under etcd's own proxy metric names and
@@ -70,6 +75,9 @@ const DROP_LABEL: Record<DropReason, ProxyingError> = {
  */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048];
 
+/** go-grpc-prometheus's buckets for `grpc_server_handling_seconds` (Prometheus' default ones), as etcd members and grpc-proxy show them. */
+const GRPC_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
 /**
  * Options of {@link ProxyMetrics}.
  * @public
@@ -81,6 +89,8 @@ export interface ProxyMetricsOptions {
   balancer?: EndpointBalancer;
   /** For the membership gauges, e.g. a {@link ClusterResolver}. Default: none (those gauges are left out). */
   resolver?: MembershipView;
+  /** The forwarder of v3 clients' gRPC calls whose calls are counted (the `grpc_server_*` metrics). Default: none (those are left out). */
+  grpc?: GrpcForwarder;
   /**
    * The prom-client registry to register the metrics in, e.g. one that also
    * holds your application's metrics or Node's default metrics
@@ -114,6 +124,19 @@ export interface ProxyMetricsOptions {
  * `etcd_v2_proxy_membership_stale` and
  * `etcd_v2_proxy_membership_last_refresh_timestamp_seconds`.
  *
+ * With a {@link GrpcForwarder} (`grpc`), v3 clients' calls are counted under
+ * the names etcd members and `etcd grpc-proxy` use (go-grpc-prometheus), with
+ * labels `grpc_type`, `grpc_service` and `grpc_method` (`unknown` for a
+ * method that is not etcd's): `grpc_server_started_total`,
+ * `grpc_server_handled_total{grpc_code}` (the member's status, or the
+ * proxy's own: `Unavailable` when no member could be reached or its
+ * connection broke, `Canceled` for a client's cancellation),
+ * `grpc_server_handling_seconds` (unary calls, arrival to end, Prometheus'
+ * default buckets), plus this library's
+ * `etcd_v2_proxy_grpc_dropped_total{grpc_service,grpc_method,reason}`
+ * (calls the proxy ended itself, by {@link GrpcDropReason} with `_` for `-`,
+ * and `failed_attempt` for each member that could not be reached).
+ *
  * The counters and the histogram are kept in tallies the registry reads at
  * scrape time, rendered exactly as prom-client's own; `getSingleMetric()`
  * on the registry returns objects with prom-client's `get()` and `reset()`
@@ -139,7 +162,7 @@ export class ProxyMetrics {
     if (options === null || typeof options !== 'object') {
       throw new InvalidOptionError('options', `expected an object with a handler, got ${describe(options)}`);
     }
-    const { handler, balancer, resolver } = options;
+    const { handler, balancer, resolver, grpc } = options;
     if (handler === null || typeof handler !== 'object' || typeof handler.handle !== 'function' || typeof handler.on !== 'function') {
       throw new InvalidOptionError('handler', `expected a V2ProxyHandler, got ${describe(handler)}`);
     }
@@ -152,6 +175,9 @@ export class ProxyMetrics {
     const registry: Registry<RegistryContentType> = options.registry ?? new Registry();
     if (registry === null || typeof registry !== 'object' || typeof registry.registerMetric !== 'function' || typeof registry.metrics !== 'function') {
       throw new InvalidOptionError('registry', `expected a prom-client Registry, got ${describe(registry)}`);
+    }
+    if (grpc !== undefined && (grpc === null || typeof grpc !== 'object' || typeof grpc.handle !== 'function' || typeof grpc.on !== 'function')) {
+      throw new InvalidOptionError('grpc', `expected a GrpcForwarder, got ${describe(grpc)}`);
     }
     this.signal = signalOption(options.signal);
     this.registry = registry;
@@ -216,11 +242,13 @@ export class ProxyMetrics {
         }),
       );
     }
+    const attachGrpc = grpc === undefined ? undefined : this.countGrpc(grpc);
     const taken = this.owned.map((m) => metricName(m)).filter((name) => registry.getSingleMetric(name) !== undefined);
     if (taken.length > 0) {
       throw new InvalidOptionError('registry', `already has ${taken.join(', ')}: use one ProxyMetrics per registry (close() the other first)`);
     }
     for (const m of this.owned) registry.registerMetric(m);
+    attachGrpc?.();
 
     // A series is looked up once per label set, then counted with an addition.
     const requestsOf = memo((method: string) => requests.cell({ method }));
@@ -269,6 +297,49 @@ export class ProxyMetrics {
     this.handle = (req, res) => this.serve(req, res);
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
     if (this.signal?.aborted) this.close();
+  }
+
+  /** The gRPC calls' metrics (see the class's comment); the returned function starts feeding them from the forwarder's events. */
+  private countGrpc(grpc: GrpcForwarder): () => void {
+    const started = this.tally(new TallyCounter('grpc_server_started_total', 'gRPC calls of v3 clients received by the proxy.'));
+    const handled = this.tally(new TallyCounter('grpc_server_handled_total', 'gRPC calls of v3 clients completed, by status code (the member\'s, or the proxy\'s own).'));
+    const handling = this.tally(
+      new TallyHistogram('grpc_server_handling_seconds', 'Seconds from a unary gRPC call\'s arrival to its end.', GRPC_DURATION_BUCKETS),
+    );
+    const dropped = this.tally(
+      new TallyCounter('etcd_v2_proxy_grpc_dropped_total', 'gRPC calls the proxy ended itself, by reason; failed_attempt: a member that could not be reached.'),
+    );
+    const labels = (r: GrpcRoute): Record<string, string> => ({ grpc_type: r.type, grpc_service: r.service, grpc_method: r.method });
+    const startedOf = memo((r: GrpcRoute) => started.cell(labels(r)));
+    const handledOf = memo((r: GrpcRoute) => memo((code: number) => handled.cell({ ...labels(r), grpc_code: grpcCodeName(code) })));
+    const handlingOf = memo((r: GrpcRoute) => handling.cell(labels(r)));
+    const droppedOf = memo((r: GrpcRoute) => memo((reason: GrpcDropReason | 'failed-attempt') => dropped.cell({ grpc_service: r.service, grpc_method: r.method, reason: reason.replace('-', '_') })));
+    const onCall = (method: string): void => {
+      startedOf(routeOf(method)).value++;
+    };
+    const onFinished = (e: GrpcFinishedEvent): void => {
+      const route = routeOf(e.method);
+      handledOf(route)(e.grpcStatus).value++;
+      if (route.type === 'unary') handlingOf(route).observe(e.durationMs / 1000);
+    };
+    const onDropped = (e: GrpcDroppedEvent): void => {
+      droppedOf(routeOf(e.method))(e.reason).value++;
+    };
+    const onRetried = (e: GrpcRetriedEvent): void => {
+      droppedOf(routeOf(e.method))('failed-attempt').value++;
+    };
+    return () => {
+      grpc.on('call', onCall);
+      grpc.on('finished', onFinished);
+      grpc.on('dropped', onDropped);
+      grpc.on('retried', onRetried);
+      this.detach.push(() => {
+        grpc.off('call', onCall);
+        grpc.off('finished', onFinished);
+        grpc.off('dropped', onDropped);
+        grpc.off('retried', onRetried);
+      });
+    };
   }
 
   /** The registry's metrics in the Prometheus text format. */

@@ -1,43 +1,43 @@
 import type { Server } from 'node:http';
+import { createServer as createHttp2Server } from 'node:http2';
+import type { Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import createDebug from 'debug';
+import { GrpcCode, trailersOnly } from '../grpc-forwarding/grpc-status.js';
 
 const debug = createDebug('etcd-v2-proxy:v3');
 
 /**
- * etcd v3 clients speak gRPC: HTTP/2 without TLS ("h2c"), which starts with
- * the connection preface `PRI * HTTP/2.0`. etcd's proxy leaves them hanging
- * until their deadline (`Error: context deadline exceeded` after 5 s). Here
- * the listener looks at the first bytes of each connection (once per
- * connection, never per request) and answers every gRPC call on an h2c
- * connection at once with status UNIMPLEMENTED and a message saying why.
+ * One port for every etcd client: the listener looks at each connection
+ * (once per connection, never per request) and gives HTTP/1.x (the v2 API)
+ * to node:http or the proxy's own reader, and HTTP/2 (etcd v3 clients
+ * speak gRPC: h2c with prior knowledge on http://, ALPN `h2` on https://)
+ * to a node:http2 server of its own that is never listened on. What that
+ * server does with each gRPC call is the caller's: forward it
+ * (grpc-forwarder.ts) or answer it at once with UNIMPLEMENTED
+ * ({@link refuseV3Clients}), rather than leave it hanging until its
+ * deadline as etcd's proxy does (`context deadline exceeded` after 5 s).
  */
 
-/** What a v3 client is told, as its gRPC status message. @public */
+/** What a v3 client is told, as its gRPC status message, when v3 clients are refused. @public */
 export const V3_REFUSAL_MESSAGE =
   'etcd-v2-proxy serves the etcd v2 API only; for the v3 API use the cluster client URLs directly or etcd grpc-proxy';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const FRAME_DATA = 0x0;
-const FRAME_HEADERS = 0x1;
-const FRAME_RST_STREAM = 0x3;
-const FRAME_SETTINGS = 0x4;
-const FRAME_PING = 0x6;
-const FRAME_GOAWAY = 0x7;
-const FRAME_CONTINUATION = 0x9;
-const FLAG_END_STREAM = 0x1;
-const FLAG_ACK = 0x1;
-const FLAG_END_HEADERS = 0x4;
-const GRPC_UNIMPLEMENTED = '12';
+
+/** What is done with each HTTP/2 stream (gRPC call) of a client. */
+export type H2StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
 
 /**
  * Makes `server` answer etcd v3 (gRPC) clients at once with UNIMPLEMENTED
  * and {@link V3_REFUSAL_MESSAGE} instead of leaving them to time out.
  * HTTP/1.1 connections are passed to the server's own handling unchanged.
- * `createProxy()` does this on its listeners; call it on your own server when
- * you embed the handler. Call it before the server accepts connections.
+ * `createProxy()` does this on its listeners with `v3Clients: 'refuse'`
+ * (by default it forwards them); call it on your own server when you embed
+ * the handler. Call it before the server accepts connections.
  *
  * On an https server (v3 clients over TLS) the same is done on each
  * connection once its TLS handshake is over. A gRPC client offers only `h2`
@@ -47,8 +47,20 @@ const GRPC_UNIMPLEMENTED = '12';
  * @public
  */
 export function refuseV3Clients(server: Server | HttpsServer, message: string = V3_REFUSAL_MESSAGE): void {
-  sortConnections(server, message, undefined);
+  sortConnections(server, refusingStreams(message), undefined);
 }
+
+/** A stream handler that answers every call with UNIMPLEMENTED and `message`. */
+export function refusingStreams(message: string): H2StreamHandler {
+  return (stream) => {
+    stream.on('error', ignore);
+    if (!stream.destroyed && !stream.closed) stream.respond(trailersOnly(GrpcCode.UNIMPLEMENTED, message), { endStream: true });
+    // The client may still be sending its request: read and drop it.
+    stream.resume();
+  };
+}
+
+function ignore(): void {}
 
 /**
  * Who takes a connection once its first bytes say HTTP/1.x, instead of the
@@ -66,13 +78,27 @@ export interface Http1Taker {
   closeAll(): void;
 }
 
-/** {@link refuseV3Clients}, with the HTTP/1.x connections given to `http1` when set. */
-export function sortConnections(server: Server | HttpsServer, message: string, http1: Http1Taker | undefined): void {
+/** HTTP/2 settings towards the clients: larger stream windows than HTTP/2's 64 KiB (a Range of many keys is not held to 64 KiB per round trip). */
+const CLIENT_SETTINGS = { initialWindowSize: 1 << 20 };
+
+/**
+ * Sorts `server`'s connections: HTTP/2 ones to a node:http2 server whose
+ * streams go to `onStream`, HTTP/1.x ones to `http1` when set, else to the
+ * server's own handling.
+ */
+export function sortConnections(server: Server | HttpsServer, onStream: H2StreamHandler, http1: Http1Taker | undefined): void {
   // node:https hands decrypted connections to node:http on 'secureConnection'; 'connection' carries the TLS bytes.
   const event = server instanceof TlsServer ? 'secureConnection' : 'connection';
   const httpListeners = server.listeners(event) as Array<(socket: Socket) => void>;
   server.removeAllListeners(event);
-  const grpcMessage = percentEncode(message);
+  const h2 = createHttp2Server({ settings: CLIENT_SETTINGS });
+  h2.on('stream', onStream);
+  // HTTP/2 connections are not in node:http's connection list: they are closed here with the others.
+  const h2Sessions = new Set<Http2Session>();
+  h2.on('session', (session: Http2Session) => {
+    h2Sessions.add(session);
+    session.once('close', () => h2Sessions.delete(session));
+  });
   // A connection is "undecided" until its first bytes say HTTP/1.x or h2c.
   // Its state lives here, and its listeners are shared by all connections:
   // an idle watch holds nothing of this code once its connection is decided.
@@ -89,8 +115,6 @@ export function sortConnections(server: Server | HttpsServer, message: string, h
       sweeper = undefined;
     }
   };
-  // h2c connections being refused: node:http does not know them either.
-  const refusing = new Set<Socket>();
   // Connections not handed to node:http are not in its connection list:
   // close them with the idle ones (server.close() does that), or close()
   // would wait for them until their timeout (or, for a v3 client, forever).
@@ -98,7 +122,11 @@ export function sortConnections(server: Server | HttpsServer, message: string, h
     const original = server[method].bind(server);
     server[method] = () => {
       for (const socket of undecided.keys()) socket.destroy();
-      for (const socket of refusing) socket.destroy();
+      // Idle: GOAWAY, calls in flight finish (createProxy's close() ends open streams); all: at once.
+      for (const session of h2Sessions) {
+        if (method === 'closeIdleConnections') session.close();
+        else session.destroy();
+      }
       if (method === 'closeIdleConnections') http1?.closeIdle();
       else http1?.closeAll();
       original();
@@ -135,17 +163,18 @@ export function sortConnections(server: Server | HttpsServer, message: string, h
     socket.off('close', onClose);
     socket.pause();
     if (looksH2) {
-      debug('h2c connection from %s: answering gRPC calls with UNIMPLEMENTED', socket.remoteAddress);
-      refusing.add(socket);
-      socket.once('close', () => refusing.delete(socket));
-      new GrpcRefusal(socket, grpcMessage).receive(head.subarray(PREFACE.length));
+      debug('HTTP/2 connection from %s', socket.remoteAddress);
       socket.off('error', onError);
-      socket.resume();
+      toHttp2(socket, head);
       return;
     }
     socket.off('error', onError);
     if (http1 !== undefined) http1.take(socket, head, toServer);
     else toServer(socket, head);
+  }
+  function toHttp2(socket: Socket, unread: Buffer | undefined): void {
+    if (unread !== undefined) socket.unshift(unread);
+    h2.emit('connection', socket);
   }
   function toServer(socket: Socket, unread: Buffer | undefined): void {
     socket.pause();
@@ -154,6 +183,12 @@ export function sortConnections(server: Server | HttpsServer, message: string, h
     socket.resume();
   }
   server.on(event, (socket: Socket) => {
+    // TLS with ALPN h2: HTTP/2 from the first byte.
+    if ((socket as TLSSocket).alpnProtocol === 'h2') {
+      debug('HTTP/2 (ALPN h2) connection from %s', socket.remoteAddress);
+      toHttp2(socket, undefined);
+      return;
+    }
     const limit = server.headersTimeout || 60000;
     undecided.set(socket, { due: performance.now() + limit, head: undefined });
     socket.on('close', onClose);
@@ -162,109 +197,4 @@ export function sortConnections(server: Server | HttpsServer, message: string, h
     socket.on('data', onData);
     sweeper ??= setInterval(sweep, Math.min(1000, limit / 4)).unref();
   });
-}
-
-/** The server side of an h2c connection that answers every stream with a trailers-only gRPC error. */
-class GrpcRefusal {
-  private buffered: Buffer = Buffer.alloc(0);
-
-  constructor(
-    private readonly socket: Socket,
-    private readonly grpcMessage: string,
-  ) {
-    socket.on('data', (chunk: Buffer) => this.receive(chunk));
-    socket.on('error', () => socket.destroy());
-    socket.on('end', () => socket.end());
-    // Our SETTINGS (empty: defaults are fine) must be the first frame we send.
-    socket.write(frame(FRAME_SETTINGS, 0, 0, Buffer.alloc(0)));
-  }
-
-  receive(chunk: Buffer): void {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
-    while (this.buffered.length >= 9) {
-      const length = this.buffered.readUIntBE(0, 3);
-      if (this.buffered.length < 9 + length) return;
-      const type = this.buffered[3]!;
-      const flags = this.buffered[4]!;
-      const stream = this.buffered.readUInt32BE(5) & 0x7fffffff;
-      const payload = this.buffered.subarray(9, 9 + length);
-      this.buffered = this.buffered.subarray(9 + length);
-      this.onFrame(type, flags, stream, payload);
-    }
-  }
-
-  private onFrame(type: number, flags: number, stream: number, payload: Buffer): void {
-    switch (type) {
-      case FRAME_SETTINGS:
-        if ((flags & FLAG_ACK) === 0) this.socket.write(frame(FRAME_SETTINGS, FLAG_ACK, 0, Buffer.alloc(0)));
-        break;
-      case FRAME_PING:
-        if ((flags & FLAG_ACK) === 0) this.socket.write(frame(FRAME_PING, FLAG_ACK, 0, payload));
-        break;
-      case FRAME_HEADERS:
-      case FRAME_CONTINUATION:
-        // Answer once the request's header block is complete.
-        if ((flags & FLAG_END_HEADERS) !== 0 && stream !== 0) this.refuse(stream, (flags & FLAG_END_STREAM) !== 0);
-        break;
-      case FRAME_GOAWAY:
-        this.socket.end();
-        break;
-      case FRAME_DATA:
-      default:
-        break;
-    }
-  }
-
-  private refuse(stream: number, clientDone: boolean): void {
-    const block = Buffer.concat([
-      Buffer.from([0x88]), // :status 200 (HPACK static table entry 8)
-      literal('content-type', 'application/grpc'),
-      literal('grpc-status', GRPC_UNIMPLEMENTED),
-      literal('grpc-message', this.grpcMessage),
-    ]);
-    this.socket.write(frame(FRAME_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream, block));
-    // The client may still be sending its request body: tell it to stop.
-    if (!clientDone) this.socket.write(frame(FRAME_RST_STREAM, 0, stream, Buffer.from([0, 0, 0, 0])));
-  }
-}
-
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(stream, 5);
-  return Buffer.concat([header, payload]);
-}
-
-/** HPACK "literal header field without indexing, new name", no Huffman coding. */
-function literal(name: string, value: string): Buffer {
-  return Buffer.concat([Buffer.from([0x00]), hpackString(name), hpackString(value)]);
-}
-
-function hpackString(text: string): Buffer {
-  const bytes = Buffer.from(text, 'latin1');
-  return Buffer.concat([hpackInteger(bytes.length, 7), bytes]);
-}
-
-function hpackInteger(value: number, prefixBits: number): Buffer {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return Buffer.from([value]);
-  const out = [max];
-  let rest = value - max;
-  while (rest >= 128) {
-    out.push((rest % 128) + 128);
-    rest = Math.floor(rest / 128);
-  }
-  out.push(rest);
-  return Buffer.from(out);
-}
-
-/** gRPC's percent-encoding of grpc-message: printable ASCII but '%' as is, the rest as %XX of UTF-8. */
-function percentEncode(message: string): string {
-  let out = '';
-  for (const byte of Buffer.from(message, 'utf8')) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
 }

@@ -34,12 +34,12 @@ function rawExchange(url: string, pieces: string[], gapMs: number, done: (read: 
 
 const count = (text: string, part: string): number => text.split(part).length - 1;
 
-describe('v3 (gRPC) clients get a clear answer at once', { skip: skipWithoutEtcd }, () => {
+describe("with v3Clients: 'refuse', v3 (gRPC) clients get a clear answer at once", { skip: skipWithoutEtcd }, () => {
   let m: LocalEtcd;
   let url: string;
   before(async () => {
     m = await member();
-    url = (await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir() })).url;
+    url = (await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir(), v3Clients: 'refuse' })).url;
   });
   after(cleanup);
 
@@ -91,7 +91,7 @@ describe('v3 (gRPC) clients get a clear answer at once', { skip: skipWithoutEtcd
   });
 
   test('close() does not wait for a v3 client that keeps its connection open', async () => {
-    const p = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir() });
+    const p = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir(), v3Clients: 'refuse' });
     const { hostname, port } = new URL(p.url);
     const s = connect(Number(port), hostname);
     let answered = '';

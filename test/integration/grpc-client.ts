@@ -1,0 +1,92 @@
+/**
+ * A plain @grpc/grpc-js client of etcd's v3 API for the gRPC forwarding
+ * suites, with the messages encoded by @grpc/proto-loader from the .proto
+ * files the etcd3 package ships: the suites see exactly the gRPC status,
+ * metadata and stream ends a client gets, with no client-side retry; and
+ * etcdctl v3 and member-metric helpers.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { http } from './harness.js';
+
+const protoDir = join(dirname(createRequire(import.meta.url).resolve('etcd3/package.json')), 'proto');
+const definition = loadSync(join(protoDir, 'rpc.proto'), { keepCase: true, longs: String, enums: String, defaults: true });
+const etcdserverpb = (grpc.loadPackageDefinition(definition) as unknown as { etcdserverpb: Record<string, grpc.ServiceClientConstructor> }).etcdserverpb;
+
+/** One of etcd's services (KV, Watch, Lease, Cluster, Maintenance, Auth) as a grpc-js client. */
+export type ServiceClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+/** The v3 services on one channel to `url` (http:// or https://). */
+export interface EtcdGrpc {
+  readonly kv: ServiceClient;
+  readonly watch: ServiceClient;
+  readonly lease: ServiceClient;
+  readonly cluster: ServiceClient;
+  readonly maintenance: ServiceClient;
+  close(): void;
+}
+
+/** Clients of `url`'s v3 API; TLS with `tls` (PEM contents). Close them with `close()`. */
+export function etcdGrpc(url: string, tls?: { ca: Buffer; cert?: Buffer; key?: Buffer }): EtcdGrpc {
+  const u = new URL(url);
+  const credentials = tls === undefined ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(tls.ca, tls.key ?? null, tls.cert ?? null);
+  // etcd sends a slow watcher's backlog in one message when it catches up (over grpc-js's 4 MiB default), as etcd's clients accept.
+  const make = (name: string): ServiceClient =>
+    new etcdserverpb[name]!(u.host, credentials, { 'grpc.max_receive_message_length': -1 }) as unknown as ServiceClient;
+  const kv = make('KV');
+  const channel = { channelOverride: kv.getChannel() };
+  const on = (name: string): ServiceClient => new etcdserverpb[name]!(u.host, credentials, channel) as unknown as ServiceClient;
+  const clients = { kv, watch: on('Watch'), lease: on('Lease'), cluster: on('Cluster'), maintenance: on('Maintenance') };
+  return { ...clients, close: () => kv.close() };
+}
+
+/** A unary call's outcome: its response, or the gRPC error it ended with. */
+export type UnaryOutcome<T> = { ok: true; response: T } | { ok: false; error: grpc.ServiceError };
+
+/** Calls `method` on `client` with a deadline of `deadlineMs` (default 5000) and optional metadata. */
+export function unary<T = Record<string, unknown>>(
+  client: ServiceClient,
+  method: string,
+  request: object,
+  options: { deadlineMs?: number; metadata?: grpc.Metadata } = {},
+): Promise<UnaryOutcome<T>> {
+  return new Promise((resolve) => {
+    const deadline = new Date(Date.now() + (options.deadlineMs ?? 5000));
+    const fn = client[method]!.bind(client) as (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: T) => void) => void;
+    fn(request, options.metadata ?? new grpc.Metadata(), { deadline }, (err, res) => resolve(err === null ? { ok: true, response: res } : { ok: false, error: err }));
+  });
+}
+
+/** `ETCDCTL_API=3 etcdctl --endpoints=<endpoint> ...args` with `input` on stdin, bounded to `timeoutMs` (default 10 s). */
+export function ctl3(endpoint: string, args: readonly string[], options: { input?: string; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('etcdctl', [`--endpoints=${endpoint}`, '--dial-timeout=3s', '--command-timeout=5s', ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 10000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout, stderr });
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** A value of a member's own Prometheus metrics (summed over the series whose labels include every `labels` pair). */
+export async function memberMetric(clientUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = (await http(`${clientUrl}/metrics`)).body;
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+
+export { grpc };

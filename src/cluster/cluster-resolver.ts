@@ -206,7 +206,8 @@ export class ClusterResolver extends EventEmitter<ClusterResolverEvents> {
         factor: 2,
         signal,
         onFailedAttempt: ({ error, attemptNumber }) => {
-          lastError = error;
+          // An attempt cut short by the deadline says less than the one before it (a TLS or HTTP error): keep that one.
+          if (!signal.aborted || lastError === undefined) lastError = error;
           debug('start: attempt %d failed: %s', attemptNumber, error.message);
         },
       });

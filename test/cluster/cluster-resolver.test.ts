@@ -5,6 +5,8 @@
  * closed. What it does against a real cluster is in test/integration/.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { freePort } from '../../examples/local-etcd.js';
 import { ClusterResolver, ClusterUnreachableError, InitialClusterError, InvalidOptionError } from '../../src/index.js';
@@ -142,6 +144,33 @@ describe('ClusterResolver without a reachable peer', () => {
     }
     const elapsed = Date.now() - t0;
     assert.ok(elapsed >= 550 && elapsed < 2500, `start() took ${elapsed} ms for a 600 ms startTimeout`);
+  });
+
+  it('start() reports the last answer it got, not the attempt the deadline cut short', async () => {
+    // A fake peer: a real member cannot be made to fail its /members and then hang on the next ask.
+    let asked = 0;
+    const server = createServer((req, res) => {
+      asked++;
+      req.resume();
+      if (asked === 1) res.writeHead(500, { 'Content-Type': 'text/plain' }).end('broken\n');
+      // later asks: no answer until the deadline
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const peer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const r = new ClusterResolver({ peerUrls: [peer], startTimeout: 1500 });
+    try {
+      await assert.rejects(r.start(), (err: unknown) => {
+        assert.ok(err instanceof ClusterUnreachableError, String(err));
+        assert.match(err.message, /no usable answer within 1500 ms \(startTimeout\); last error: .*500/);
+        assert.doesNotMatch(err.message, /abort/i);
+        return true;
+      });
+      assert.ok(asked >= 2, `asked ${asked} times: the second ask was the one cut short`);
+    } finally {
+      r.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('close() cuts a pending start() short', async () => {

@@ -1,4 +1,6 @@
+import type { EndpointBalancer } from './balancer/endpoint-balancer.js';
 import { InvalidOptionError } from './errors.js';
+import type { ProxyMode } from './handler/v2-proxy-handler.js';
 
 /**
  * Eager option checks shared by the constructors: each throws an
@@ -66,4 +68,25 @@ export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
   return typeof value;
+}
+
+/** The options object of a constructor that needs a balancer (V2ProxyHandler, GrpcForwarder), and its balancer. */
+export function balancerOption(options: unknown): EndpointBalancer {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionError('options', `expected an object with a balancer, got ${describe(options)}`);
+  }
+  const { balancer } = options as { balancer?: unknown };
+  if (balancer === null || typeof balancer !== 'object' || typeof (balancer as Partial<EndpointBalancer>).plan !== 'function') {
+    throw new InvalidOptionError('balancer', `expected an EndpointBalancer, got ${describe(balancer)}`);
+  }
+  return balancer as EndpointBalancer;
+}
+
+/** etcd's `--proxy on|readonly` as `mode`; `undefined` is `readwrite`. */
+export function modeOption(value: unknown): ProxyMode {
+  if (value === undefined) return 'readwrite';
+  if (value !== 'readwrite' && value !== 'readonly') {
+    throw new InvalidOptionError('mode', `expected "readwrite" or "readonly", got ${describe(value)}`);
+  }
+  return value;
 }

@@ -4,11 +4,11 @@ import createDebug from 'debug';
 import { EventEmitter } from 'eventemitter3';
 import type { EndpointBalancer } from '../balancer/endpoint-balancer.js';
 import type { Endpoint } from '../balancer/endpoint.js';
-import { InvalidOptionError, UpstreamError } from '../errors.js';
+import { UpstreamError } from '../errors.js';
 import type { ProxyMode } from '../handler/v2-proxy-handler.js';
 import { upstreamTlsOption } from '../tls-options.js';
 import type { UpstreamTlsOptions } from '../tls-options.js';
-import { describe, durationOption, signalOption } from '../validate-options.js';
+import { balancerOption, durationOption, modeOption, signalOption } from '../validate-options.js';
 import type { GrpcDropReason, GrpcForwarderEvents } from './grpc-events.js';
 import { routeOf } from './grpc-routes.js';
 import type { GrpcRoute } from './grpc-routes.js';
@@ -95,17 +95,8 @@ export class GrpcForwarder extends EventEmitter<GrpcForwarderEvents> {
 
   constructor(options: GrpcForwarderOptions) {
     super();
-    if (options === null || typeof options !== 'object') {
-      throw new InvalidOptionError('options', `expected an object with a balancer, got ${describe(options)}`);
-    }
-    const { balancer, mode = 'readwrite' } = options;
-    if (balancer === null || typeof balancer !== 'object' || typeof balancer.plan !== 'function') {
-      throw new InvalidOptionError('balancer', `expected an EndpointBalancer, got ${describe(balancer)}`);
-    }
-    if (mode !== 'readwrite' && mode !== 'readonly') {
-      throw new InvalidOptionError('mode', `expected "readwrite" or "readonly", got ${describe(mode)}`);
-    }
-    this.mode = mode;
+    const balancer = balancerOption(options);
+    this.mode = modeOption(options.mode);
     const pool = new H2UpstreamPool({
       dialTimeout: durationOption('dialTimeout', options.dialTimeout, 1000, 1),
       idleTimeout: durationOption('idleTimeout', options.idleTimeout, 30000, 1),

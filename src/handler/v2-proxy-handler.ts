@@ -12,7 +12,7 @@ import type { ClientRequest, ClientResponse, ForwardSettings, InFlight } from '.
 import { sendJsonError } from './json-error.js';
 import { queryFlag } from './v2-query.js';
 import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
-import { describe, durationOption, positiveIntegerOption, signalOption } from '../validate-options.js';
+import { balancerOption, describe, durationOption, modeOption, positiveIntegerOption, signalOption } from '../validate-options.js';
 import { hedgeDelayOption } from '../forwarding/hedge-delay.js';
 import { directKeys } from '../v3-backend/v3-backend.js';
 import type { DirectKeys, V3Backend } from '../v3-backend/v3-backend.js';
@@ -210,17 +210,8 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
 
   constructor(options: V2ProxyHandlerOptions) {
     super();
-    if (options === null || typeof options !== 'object') {
-      throw new InvalidOptionError('options', `expected an object with a balancer, got ${describe(options)}`);
-    }
-    const { balancer, mode = 'readwrite' } = options;
-    if (balancer === null || typeof balancer !== 'object' || typeof balancer.plan !== 'function') {
-      throw new InvalidOptionError('balancer', `expected an EndpointBalancer, got ${describe(balancer)}`);
-    }
-    if (mode !== 'readwrite' && mode !== 'readonly') {
-      throw new InvalidOptionError('mode', `expected "readwrite" or "readonly", got ${describe(mode)}`);
-    }
-    this.mode = mode;
+    const balancer = balancerOption(options);
+    this.mode = modeOption(options.mode);
     this.balancer = balancer;
     this.cors = corsOption(options.cors);
     if (options.resolver !== undefined && (options.resolver === null || typeof options.resolver !== 'object' || !('lastRefresh' in options.resolver))) {
@@ -261,7 +252,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
         !this.settings.stopping &&
         !this.refusedByMode(method) &&
         !isOwnPath(url) &&
-        (this.backend === undefined || !this.backend.handles(url) || (this.directKeys?.takes(method, url) ?? false)) &&
+        (this.backend === undefined || (this.directKeys?.takes(method, url) ?? false) || !this.backend.handles(url)) &&
         bodyLength <= this.maxBodyBytes &&
         !this.loopedBack(via),
       forward: (req, res, body, length, arrived) => {

@@ -313,7 +313,7 @@ export class ProxyMetrics {
     const startedOf = memo((r: GrpcRoute) => started.cell(labels(r)));
     const handledOf = memo((r: GrpcRoute) => memo((code: number) => handled.cell({ ...labels(r), grpc_code: grpcCodeName(code) })));
     const handlingOf = memo((r: GrpcRoute) => handling.cell(labels(r)));
-    const droppedOf = memo((r: GrpcRoute) => memo((reason: GrpcDropReason | 'failed-attempt') => dropped.cell({ grpc_service: r.service, grpc_method: r.method, reason: reason.replace('-', '_') })));
+    const droppedOf = memo((r: GrpcRoute) => memo((reason: GrpcDropReason | 'failed-attempt') => dropped.cell({ grpc_service: r.service, grpc_method: r.method, reason: reason.replaceAll('-', '_') })));
     const onCall = (method: string): void => {
       startedOf(routeOf(method)).value++;
     };

@@ -8,6 +8,7 @@ import { V3ClusterApi } from './cluster-api.js';
 import { rawHeader } from '../forwarding/forward-request.js';
 import type { ClientRequest, ClientResponse } from '../forwarding/forward-request.js';
 import { V2Auth } from './v2-auth.js';
+import type { AuthCaller } from './v2-auth.js';
 import { V2Error } from './v2-error.js';
 import { KEYS_PREFIX, parseKeysRequest } from './v2-request.js';
 import type { V2KeysRequest } from './v2-request.js';
@@ -201,9 +202,10 @@ export class V3Backend {
   /** Whether this backend answers the request target `url` (the rest goes to the members). */
   handles(url: string): boolean {
     if (!url.startsWith('/v2/')) return false;
+    if (isKeysTarget(url)) return true;
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    return path === KEYS_PREFIX || path.startsWith(`${KEYS_PREFIX}/`) || this.clusterApi.handles(path) || this.auth.handles(path);
+    return this.clusterApi.handles(path) || this.auth.handles(path);
   }
 
   /**
@@ -293,9 +295,7 @@ export class V3Backend {
       else if (this.clusterApi.handles(path)) await this.clusterApi.serve(req, res, path);
       else await this.serveKeys(req, res, url);
     } catch (err) {
-      debug('%s %s failed: %s', req.method, url, (err as Error).stack);
-      if (!res.headersSent) this.writeError(res, toV2Error(err));
-      else res.destroy();
+      this.failed(res, req.method, url, err);
     } finally {
       this.pending.delete(req);
     }
@@ -309,12 +309,7 @@ export class V3Backend {
       res.end('Method Not Allowed\n');
       return;
     }
-    const body = await readForm(req, method);
-    const r = this.keysRequest(res, method, url, body);
-    if (r === undefined) return;
-    if (!(await this.auth.checkKeys(req, res, r.authPath, isWrite(method), r.recursive))) return;
-    if (r.wait) await this.serveWatch(res, r);
-    else await this.answerKeys(res, r);
+    await this.answer(req, res, method, url, await readForm(req, method));
   }
 
   /**
@@ -327,27 +322,33 @@ export class V3Backend {
     this.pending.add(req);
     try {
       const form = body !== undefined && body.length > 0 && isForm(method, rawHeader(req.rawHeaders, 'content-type'));
-      const r = this.keysRequest(res, method, url, form ? Buffer.concat(body).toString('utf8') : undefined);
-      if (r === undefined || !(await this.auth.checkKeys(req, res, r.authPath, isWrite(method), r.recursive))) return;
-      if (r.wait) await this.serveWatch(res, r);
-      else await this.answerKeys(res, r);
+      await this.answer(req, res, method, url, form ? Buffer.concat(body).toString('utf8') : undefined);
     } catch (err) {
-      debug('%s %s failed: %s', method, url, (err as Error).stack);
-      if (!res.headersSent) this.writeError(res, toV2Error(err));
-      else res.destroy();
+      this.failed(res, method, url, err);
     } finally {
       this.pending.delete(req);
     }
   }
 
-  /** The keys request `url` and `body` stand for; undefined when it is malformed (then answered). */
-  private keysRequest(res: ClientResponse, method: string, url: string, body: string | undefined): V2KeysRequest | undefined {
+  /** A keys request, whichever server read it (`body`: its form, if any): parsed, its auth checked, answered. */
+  private async answer(req: AuthCaller, res: ClientResponse, method: string, url: string, body: string | undefined): Promise<void> {
+    let r: V2KeysRequest;
     try {
-      return parseKeysRequest(method, url, body);
+      r = parseKeysRequest(method, url, body);
     } catch (err) {
       this.writeError(res, toV2Error(err));
-      return undefined;
+      return;
     }
+    if (!(await this.auth.checkKeys(req, res, r.authPath, isWrite(method), r.recursive))) return;
+    if (r.wait) await this.serveWatch(res, r);
+    else await this.answerKeys(res, r);
+  }
+
+  /** A request whose answer threw: a v2 error if nothing was sent yet, else the connection is dropped. */
+  private failed(res: ClientResponse, method: string | undefined, url: string, err: unknown): void {
+    debug('%s %s failed: %s', method, url, (err as Error).stack);
+    if (!res.headersSent) this.writeError(res, toV2Error(err));
+    else res.destroy();
   }
 
   /** A keys request other than a watch, its auth checked: the store call and the answer. */

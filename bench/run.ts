@@ -192,10 +192,11 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 function ensureTools(): void {
-  for (const script of ['scripts/ensure-etcd.sh', 'bench/ensure-wrk.sh', ...(section('grpc') ? ['bench/ensure-h2load.sh'] : [])]) {
-    const r = spawnSync('bash', [script], { cwd: REPO, stdio: 'inherit' });
+  const steps: string[][] = [['scripts/ensure-etcd.sh'], ['bench/ensure-tool.sh', 'wrk', 'wrk'], ...(section('grpc') ? [['bench/ensure-tool.sh', 'h2load', 'nghttp2-client']] : [])];
+  for (const args of steps) {
+    const r = spawnSync('bash', args, { cwd: REPO, stdio: 'inherit' });
     if (r.status !== 0) {
-      process.stderr.write(`bench: ${script} failed; see above\n`);
+      process.stderr.write(`bench: ${args.join(' ')} failed; see above\n`);
       process.exit(1);
     }
   }

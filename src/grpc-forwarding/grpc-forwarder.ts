@@ -35,6 +35,20 @@ export interface GrpcForwarderOptions {
   /** ms a member's HTTP/2 connection with no call on it is kept. Default: 30000. */
   idleTimeout?: number;
   /**
+   * ms between HTTP/2 PINGs on a member's connection while calls are open
+   * on it. Members close the connection of a client that pings more often
+   * than their `--grpc-keepalive-min-time` (5 s by default). Default: 10000.
+   */
+  keepaliveTime?: number;
+  /**
+   * ms a PING may go unanswered before the member is taken for dead: its
+   * calls end with UNAVAILABLE (their clients call again, through the
+   * proxy, to another member) and the balancer marks it down. A member cut
+   * off by the network, or stopped, keeps its TCP connection open: without
+   * this, its calls (a watch has no deadline) would wait forever. Default: 5000.
+   */
+  keepaliveTimeout?: number;
+  /**
    * TLS towards `https://` client URLs (ALPN `h2`). createProxy gives the
    * same as for v2 forwarding (`--cert-file`... or the `--peer-*` ones).
    * Default: no client certificate, Node's bundled CAs.
@@ -100,6 +114,8 @@ export class GrpcForwarder extends EventEmitter<GrpcForwarderEvents> {
     const pool = new H2UpstreamPool({
       dialTimeout: durationOption('dialTimeout', options.dialTimeout, 1000, 1),
       idleTimeout: durationOption('idleTimeout', options.idleTimeout, 30000, 1),
+      keepaliveTime: durationOption('keepaliveTime', options.keepaliveTime, 10000, 1),
+      keepaliveTimeout: durationOption('keepaliveTimeout', options.keepaliveTimeout, 5000, 1),
       tls: upstreamTlsOption(options.tls, 'tls'),
       onLost: (endpoint, err) => {
         if (this.#state.stopping) return;

@@ -28,6 +28,10 @@ export interface H2UpstreamPoolOptions {
   dialTimeout: number;
   /** ms a connection with no call on it is kept. Default: 30000. */
   idleTimeout: number;
+  /** ms between HTTP/2 PINGs on a member's connection while calls are open on it. */
+  keepaliveTime: number;
+  /** ms a PING may go unanswered before the connection is taken for dead (a partitioned or frozen member keeps its TCP connection open). */
+  keepaliveTimeout: number;
   /** TLS towards `https://` members (ALPN `h2` is always offered). */
   tls: UpstreamTls | undefined;
   /** A connection that was up broke (not closed by this pool, nor by a GOAWAY): the member is likely gone. */
@@ -50,11 +54,13 @@ class MemberSession {
   /** Calls using it. */
   streams = 0;
   private dialTimer: NodeJS.Timeout | undefined;
+  /** The next PING, or the wait for its answer. */
+  keepaliveTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly pool: H2UpstreamPool,
     readonly endpoint: Endpoint,
-    options: H2UpstreamPoolOptions,
+    readonly options: H2UpstreamPoolOptions,
   ) {
     const secure = endpoint.url.startsWith('https:');
     const connectOptions: SecureClientSessionOptions = {
@@ -80,6 +86,8 @@ class MemberSession {
     this.session.setLocalWindowSize(CONNECTION_WINDOW);
     // Idle connections must not keep the process alive; the listeners do that.
     this.session.unref();
+    this.keepaliveTimer = setTimeout(onKeepalive, this.options.keepaliveTime, this);
+    this.keepaliveTimer.unref();
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.sessionReady(this.session);
@@ -87,6 +95,7 @@ class MemberSession {
 
   failed(err: Error): void {
     clearTimeout(this.dialTimer);
+    clearTimeout(this.keepaliveTimer);
     this.pool.forget(this);
     const waiters = this.waiters;
     this.waiters = [];
@@ -140,6 +149,39 @@ function onGoaway(this: ClientHttp2Session, code: number): void {
 function onIdle(this: ClientHttp2Session): void {
   const m = memberOf(this);
   if (m.streams === 0 && m.waiters.length === 0) m.close(true);
+}
+
+/**
+ * Keepalive: while calls are open on the connection, a PING every
+ * `keepaliveTime`; no answer within `keepaliveTimeout` and the connection is
+ * dead: destroyed, so that its calls end with UNAVAILABLE, and reported as
+ * lost (the balancer marks the member down). Without it a member cut off
+ * by the network, or stopped, keeps its TCP connection open and its calls
+ * (a watch has no deadline) wait forever. No PING on a connection with no
+ * call: etcd counts those against the client (gRPC's keepalive policy,
+ * `PermitWithoutStream` false) and closes the connection.
+ */
+function onKeepalive(m: MemberSession): void {
+  const { session } = m;
+  if (session.destroyed) return;
+  if (m.streams === 0) {
+    m.keepaliveTimer = setTimeout(onKeepalive, m.options.keepaliveTime, m);
+    m.keepaliveTimer.unref();
+    return;
+  }
+  const sent = session.ping((err) => {
+    if (err !== null || session.destroyed) return;
+    clearTimeout(m.keepaliveTimer);
+    m.keepaliveTimer = setTimeout(onKeepalive, m.options.keepaliveTime, m);
+    m.keepaliveTimer.unref();
+  });
+  m.keepaliveTimer = sent ? setTimeout(onPingTimeout, m.options.keepaliveTimeout, m) : setTimeout(onKeepalive, m.options.keepaliveTime, m);
+  m.keepaliveTimer.unref();
+}
+
+function onPingTimeout(m: MemberSession): void {
+  const ms = m.options.keepaliveTimeout;
+  m.failed(Object.assign(new Error(`no answer to an HTTP/2 PING within ${ms} ms`), { code: 'ETIMEDOUT' }));
 }
 
 function onDialTimeout(m: MemberSession, ms: number): void {

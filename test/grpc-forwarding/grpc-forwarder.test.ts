@@ -176,6 +176,8 @@ describe('GrpcForwarder options', () => {
     assert.throws(() => new GrpcForwarder({ balancer: undefined as never }), { message: 'invalid option balancer: expected an EndpointBalancer, got undefined' });
     assert.throws(() => new GrpcForwarder({ balancer, mode: 'on' as never }), { message: 'invalid option mode: expected "readwrite" or "readonly", got "on"' });
     assert.throws(() => new GrpcForwarder({ balancer, dialTimeout: 0 }), /^InvalidOptionError: invalid option dialTimeout: /);
+    assert.throws(() => new GrpcForwarder({ balancer, keepaliveTime: -1 }), /^InvalidOptionError: invalid option keepaliveTime: /);
+    assert.throws(() => new GrpcForwarder({ balancer, keepaliveTimeout: '5s' as never }), /^InvalidOptionError: invalid option keepaliveTimeout: /);
     assert.throws(() => new GrpcForwarder({ balancer, tls: { certFile: '/nonexistent/cert.pem', keyFile: '/nonexistent/key.pem' } }), /invalid option tls\.certFile: cannot read/);
   });
 

@@ -75,11 +75,15 @@ export function balancerOption(options: unknown): EndpointBalancer {
   if (options === null || typeof options !== 'object') {
     throw new InvalidOptionError('options', `expected an object with a balancer, got ${describe(options)}`);
   }
-  const { balancer } = options as { balancer?: unknown };
-  if (balancer === null || typeof balancer !== 'object' || typeof (balancer as Partial<EndpointBalancer>).plan !== 'function') {
-    throw new InvalidOptionError('balancer', `expected an EndpointBalancer, got ${describe(balancer)}`);
+  return balancerValue((options as { balancer?: unknown }).balancer);
+}
+
+/** `value` as the `balancer` option: one check for every class that takes a balancer. */
+export function balancerValue(value: unknown): EndpointBalancer {
+  if (value === null || typeof value !== 'object' || typeof (value as Partial<EndpointBalancer>).plan !== 'function') {
+    throw new InvalidOptionError('balancer', `expected an EndpointBalancer, got ${describe(value)}`);
   }
-  return balancer as EndpointBalancer;
+  return value as EndpointBalancer;
 }
 
 /** etcd's `--proxy on|readonly` as `mode`; `undefined` is `readwrite`. */

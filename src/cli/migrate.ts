@@ -18,6 +18,7 @@ import type { UpstreamTlsOptions } from '../tls-options.js';
 import { parseHostPortUrl } from '../validate-options.js';
 import { migrateV2Store } from '../v3-backend/migrate-v2-store.js';
 import type { MigrationProgress, MigrationReport } from '../v3-backend/migrate-v2-store.js';
+import { MAX_TXN_OPS } from '../v3-backend/rpc-types.js';
 import { V3Client } from '../v3-backend/v3-client.js';
 
 const PROGRAM = 'etcd-v2-proxy migrate';
@@ -132,7 +133,7 @@ function parseMigrateFlags(argv: readonly string[]): MigrateFlags {
   const batchRaw = values.get('batch-ops');
   if (batchRaw !== undefined) {
     batchOps = Number(batchRaw);
-    if (!/^\d+$/.test(batchRaw) || batchOps < 2 || batchOps > 128) throw new FlagError(`--batch-ops: expected a whole number 2-128, got "${batchRaw}"`);
+    if (!/^\d+$/.test(batchRaw) || batchOps < 2 || batchOps > MAX_TXN_OPS) throw new FlagError(`--batch-ops: expected a whole number 2-${MAX_TXN_OPS}, got "${batchRaw}"`);
   }
   if (values.has('cert') !== values.has('key')) throw new FlagError(values.has('cert') ? '--cert needs --key' : '--key needs --cert');
   const tlsGiven = ['cacert', 'cert', 'key', 'insecure-skip-tls-verify'].some((f) => values.has(f));

@@ -7,7 +7,7 @@ import type { ClientAbortedEvent, DropReason, DroppedEvent, ForwardedEvent, Hedg
 import type { MembershipView, V2ProxyHandler } from '../handler/v2-proxy-handler.js';
 import { TallyCounter, TallyHistogram } from './tally-metrics.js';
 import { PROXY_READY_PATH } from '../handler/v2-proxy-handler.js';
-import { describe, signalOption } from '../validate-options.js';
+import { balancerValue, describe, signalOption } from '../validate-options.js';
 import type { GrpcForwarder } from '../grpc-forwarding/grpc-forwarder.js';
 import type { GrpcDropReason, GrpcDroppedEvent, GrpcFinishedEvent, GrpcRetriedEvent } from '../grpc-forwarding/grpc-events.js';
 import { routeOf } from '../grpc-forwarding/grpc-routes.js';
@@ -166,9 +166,7 @@ export class ProxyMetrics {
     if (handler === null || typeof handler !== 'object' || typeof handler.handle !== 'function' || typeof handler.on !== 'function') {
       throw new InvalidOptionError('handler', `expected a V2ProxyHandler, got ${describe(handler)}`);
     }
-    if (balancer !== undefined && (balancer === null || typeof balancer !== 'object' || !('available' in balancer))) {
-      throw new InvalidOptionError('balancer', `expected an EndpointBalancer, got ${describe(balancer)}`);
-    }
+    if (balancer !== undefined) balancerValue(balancer);
     if (resolver !== undefined && (resolver === null || typeof resolver !== 'object' || !('lastRefresh' in resolver))) {
       throw new InvalidOptionError('resolver', `expected a ClusterResolver, got ${describe(resolver)}`);
     }

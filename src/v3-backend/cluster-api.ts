@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import createDebug from 'debug';
 import type { EndpointBalancer } from '../balancer/endpoint-balancer.js';
 import { InvalidOptionError } from '../errors.js';
-import { describe, signalOption } from '../validate-options.js';
+import { balancerValue, describe, signalOption } from '../validate-options.js';
 import type { ClusterMember, MemberListResponse, StatusResponse } from './rpc-types.js';
 import { StoreCounters, hexId, leaderStats, selfStats } from './v2-stats.js';
 import { V3RpcError } from './v3-client.js';
@@ -111,9 +111,7 @@ export class V3ClusterApi {
     if (client === null || typeof client !== 'object' || typeof (client as Partial<V3Client>).memberList !== 'function') {
       throw new InvalidOptionError('client', `expected a V3Client, got ${describe(client)}`);
     }
-    if (balancer === null || typeof balancer !== 'object' || typeof (balancer as Partial<EndpointBalancer>).order !== 'function') {
-      throw new InvalidOptionError('balancer', `expected an EndpointBalancer, got ${describe(balancer)}`);
-    }
+    balancerValue(balancer);
     if (options.checkRootAccess !== undefined && typeof options.checkRootAccess !== 'function') {
       throw new InvalidOptionError('checkRootAccess', `expected a function, got ${describe(options.checkRootAccess)}`);
     }

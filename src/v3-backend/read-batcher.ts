@@ -16,6 +16,7 @@
  * the batches grow instead of the calls). If a batched Txn fails, each of its
  * reads is sent again alone, so one read's failure is its own.
  */
+import { MAX_TXN_OPS } from './rpc-types.js';
 import type { RequestOp, TxnRequest, TxnResponse } from './rpc-types.js';
 
 /** Sends one Txn: the store's call (its signal, its member choice). */
@@ -27,8 +28,6 @@ interface Waiting {
   reject: (err: unknown) => void;
 }
 
-/** etcd's default `--max-txn-ops`. */
-const MAX_OPS = 128;
 
 export class ReadBatcher {
   /** Txns sent, and reads answered through them (for tests and the bench). */
@@ -46,7 +45,7 @@ export class ReadBatcher {
 
   /** One read-only Txn of `ops` (range requests): answered alone or in a batch. */
   read(ops: RequestOp[], serializable: boolean): Promise<TxnResponse> {
-    if (ops.length > MAX_OPS / 2) return this.sendAlone(ops, serializable);
+    if (ops.length > MAX_TXN_OPS / 2) return this.sendAlone(ops, serializable);
     return new Promise<TxnResponse>((resolve, reject) => {
       this.queues[serializable ? 1 : 0].push({ ops, resolve, reject });
       this.schedule();
@@ -68,7 +67,7 @@ export class ReadBatcher {
       let group: Waiting[] = [];
       let ops = 0;
       for (const w of queue) {
-        if (ops + w.ops.length > MAX_OPS) {
+        if (ops + w.ops.length > MAX_TXN_OPS) {
           this.sendGroup(group, serializable);
           group = [];
           ops = 0;

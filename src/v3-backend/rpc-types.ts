@@ -9,6 +9,9 @@
  * (`ClusterMember`, `StatusResponse`).
  */
 
+/** Most operations in one list (compare, success or failure) of a Txn a member takes: etcd's `--max-txn-ops` default. */
+export const MAX_TXN_OPS = 128;
+
 export interface ResponseHeader {
   /** Set only on the admin services (strings there): the KV side does not read it. */
   clusterId: number | string;

@@ -6,7 +6,7 @@ import { EndpointBalancer } from '../balancer/endpoint-balancer.js';
 import { EtcdProxyError, InvalidOptionError } from '../errors.js';
 import { upstreamTlsOption } from '../tls-options.js';
 import type { UpstreamTls, UpstreamTlsOptions } from '../tls-options.js';
-import { describe, durationOption, parseHostPortUrl, signalOption } from '../validate-options.js';
+import { balancerValue, describe, durationOption, parseHostPortUrl, signalOption } from '../validate-options.js';
 import { etcdMethods } from './etcd-proto.js';
 import type { EtcdMethod } from './etcd-proto.js';
 import type {
@@ -239,10 +239,7 @@ export class V3Client {
 
   constructor(options: V3ClientOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', `expected an object, got ${describe(options)}`);
-    if (!(options.balancer instanceof EndpointBalancer)) {
-      throw new InvalidOptionError('balancer', `expected an EndpointBalancer, got ${describe(options.balancer)}`);
-    }
-    this.balancer = options.balancer;
+    this.balancer = balancerValue(options.balancer);
     this.tls = upstreamTlsOption(options.tls, 'tls');
     const { username, password } = options;
     if (username !== undefined && (typeof username !== 'string' || username === '')) {

@@ -32,6 +32,7 @@ import { describe, signalOption } from '../validate-options.js';
 import { ReadBatcher } from './read-batcher.js';
 import { KeyLayout } from './key-layout.js';
 import { effectiveLease, expiryFields, expiryOfLease, grantSeconds, leaseIdFor } from './lease-expiry.js';
+import { MAX_TXN_OPS } from './rpc-types.js';
 import type {
   Compare,
   KeyValue,
@@ -140,8 +141,6 @@ export interface V3DeleteOptions {
   prevIndex?: number;
 }
 
-/** Ops per list in one transaction (etcd's default `--max-txn-ops`). */
-const MAX_TXN_OPS = 128;
 /** Conflicting attempts before a write gives up with 300. */
 const MAX_ATTEMPTS = 10;
 /** Levels of a recursive listing read per transaction. */

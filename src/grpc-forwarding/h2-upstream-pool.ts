@@ -110,12 +110,17 @@ class MemberSession {
     if (!this.session.destroyed) this.session.destroy();
   }
 
-  /** Closes it: at once, or once its calls are over (`graceful`). */
+  /**
+   * Closes it: at once, or once its calls are over (`graceful`). A graceful
+   * close waits for them with the session still open, not closing: node
+   * sends no PING on a closing session, and the keepalive must still find
+   * out a member that stops answering under an open watch.
+   */
   close(graceful: boolean): void {
     this.leaving = true;
     this.pool.forget(this);
-    if (graceful && this.connected) this.session.close();
-    else this.failed(new Error('the proxy closed the connection'));
+    if (!graceful || !this.connected) this.failed(new Error('the proxy closed the connection'));
+    else if (this.streams === 0) this.session.close();
   }
 }
 
@@ -144,6 +149,12 @@ function onGoaway(this: ClientHttp2Session, code: number): void {
   debug('%s sent GOAWAY (code %d)', m.endpoint.url, code);
   m.leaving = code === constants.NGHTTP2_NO_ERROR;
   m.pool.forget(m);
+  // Node closes the session after this event, and sends no PING on a closing session: one last PING now, so that a
+  // member that stops answering while its calls finish is still found out.
+  if (m.connected && m.streams > 0 && !this.destroyed && !this.closed) {
+    clearTimeout(m.keepaliveTimer);
+    ping(m);
+  }
 }
 
 function onIdle(this: ClientHttp2Session): void {
@@ -163,12 +174,19 @@ function onIdle(this: ClientHttp2Session): void {
  */
 function onKeepalive(m: MemberSession): void {
   const { session } = m;
-  if (session.destroyed) return;
+  // Closing (after a GOAWAY): node sends no more PINGs on it; the one sent with the GOAWAY is the last.
+  if (session.destroyed || session.closed) return;
   if (m.streams === 0) {
     m.keepaliveTimer = setTimeout(onKeepalive, m.options.keepaliveTime, m);
     m.keepaliveTimer.unref();
     return;
   }
+  ping(m);
+}
+
+/** One PING, and the wait for its answer. */
+function ping(m: MemberSession): void {
+  const { session } = m;
   const sent = session.ping((err) => {
     if (err !== null || session.destroyed) return;
     clearTimeout(m.keepaliveTimer);
@@ -223,6 +241,8 @@ export class H2UpstreamPool {
   release(session: ClientHttp2Session): void {
     const m = memberOf(session);
     m.streams--;
+    // Closed gracefully while calls were open: the last one is over.
+    if (m.leaving && m.streams === 0 && !session.closed && !session.destroyed) session.close();
   }
 
   /** A call whose connection failed before it was made: it holds nothing. */

@@ -458,6 +458,8 @@ class GrpcCall {
     if (this.released) return;
     this.released = true;
     if (this.session !== undefined) this.fwd.pool.release(this.session);
+    // Over while its connection was being made: it waits no longer.
+    else this.fwd.pool.withdraw(this.endpoint!, this);
     this.endpoint!.release();
   }
 }

@@ -159,7 +159,8 @@ function onGoaway(this: ClientHttp2Session, code: number): void {
 
 function onIdle(this: ClientHttp2Session): void {
   const m = memberOf(this);
-  if (m.streams === 0 && m.waiters.length === 0) m.close(true);
+  // Waiting calls count in `streams` too.
+  if (m.streams === 0) m.close(true);
 }
 
 /**
@@ -245,19 +246,22 @@ export class H2UpstreamPool {
     if (m.leaving && m.streams === 0 && !session.closed && !session.destroyed) session.close();
   }
 
-  /** A call whose connection failed before it was made: it holds nothing. */
-  releaseFailed(endpoint: Endpoint): void {
-    void endpoint;
+  /**
+   * A call that waits for `endpoint`'s connection is over (its client
+   * cancelled): it no longer waits, nor counts as a call on the connection,
+   * which may then go idle. No-op when it is not waiting.
+   */
+  withdraw(endpoint: Endpoint, waiter: SessionWaiter): void {
+    const m = this.byEndpoint.get(endpoint);
+    const i = m === undefined ? -1 : m.waiters.indexOf(waiter);
+    if (i === -1) return;
+    m!.waiters.splice(i, 1);
+    m!.streams--;
   }
 
   /** Closes the connections of members no longer in `endpoints`, once their calls are over. */
   retain(endpoints: readonly Endpoint[]): void {
     for (const [endpoint, m] of this.byEndpoint) if (!endpoints.includes(endpoint)) m.close(true);
-  }
-
-  /** Members with a connection (made or being made). */
-  get size(): number {
-    return this.byEndpoint.size;
   }
 
   /** Closes every connection at once (the calls on them are ended by the forwarder first). Idempotent. */

@@ -1,0 +1,96 @@
+/**
+ * A v3 call whose client gives up while the proxy is still making its
+ * connection to the member (a TLS member that does not answer the
+ * handshake yet) no longer counts as a call on that connection once the
+ * connection is made: the connection goes idle and is closed after
+ * idleTimeout. It used to stay counted forever: the connection was never
+ * idle, a member taken off the list kept it, and keepalive PINGs went on
+ * with no call open (etcd answers those with GOAWAY ENHANCE_YOUR_CALM,
+ * which marks the member down). Found in review.
+ */
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http2';
+import type { ServerHttp2Session } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { connectionsTo } from '../../bench/procfs.js';
+import { startEtcd } from '../../examples/local-etcd.js';
+import { EndpointBalancer, GrpcForwarder } from '../../src/index.js';
+import type { GrpcFinishedEvent } from '../../src/index.js';
+import { cleanup, eventually, freeze, onCleanup, skipWithoutEtcd, tempDir } from './harness.js';
+import type { LocalEtcd } from './harness.js';
+import { ctl3, etcdGrpc, unary } from './grpc-client.js';
+import { makeTlsFixture } from './tls-certs.js';
+import type { TlsFixture } from './tls-certs.js';
+
+describe('gRPC forwarding: a call cancelled while its connection to the member is being made', { skip: skipWithoutEtcd }, () => {
+  let certs: TlsFixture;
+  let m: LocalEtcd;
+
+  before(async () => {
+    certs = await makeTlsFixture(await tempDir('etcd-v2-proxy-grpc-dial-'));
+    m = await startEtcd({
+      scheme: 'https',
+      waitHealthy: false,
+      extraArgs: [
+        '--cert-file', certs.server.cert, '--key-file', certs.server.key, '--trusted-ca-file', certs.ca, '--client-cert-auth',
+        '--peer-cert-file', certs.server.cert, '--peer-key-file', certs.server.key, '--peer-trusted-ca-file', certs.ca, '--peer-client-cert-auth',
+      ],
+    });
+    onCleanup(() => m.stop());
+    const tlsArgs = ['--insecure-transport=false', `--cacert=${certs.ca}`, `--cert=${certs.client.cert}`, `--key=${certs.client.key}`];
+    await eventually(async () => (await ctl3(m.clientUrl, [...tlsArgs, 'endpoint', 'health'])).code === 0, 30000, 'the TLS member to be healthy');
+  });
+  after(cleanup);
+
+  it('does not keep the connection once made: it goes idle and is closed', async () => {
+    const balancer = new EndpointBalancer({ endpoints: [m.clientUrl] });
+    onCleanup(() => balancer.close());
+    // Longer than the call lives: the connection is not closed as idle while the call is still waiting for it.
+    const idleTimeout = 1500;
+    const fwd = new GrpcForwarder({
+      balancer,
+      dialTimeout: 30000,
+      idleTimeout,
+      tls: { trustedCaFile: certs.ca, certFile: certs.client.cert, keyFile: certs.client.key },
+    });
+    onCleanup(() => fwd.close());
+    const finished: GrpcFinishedEvent[] = [];
+    fwd.on('finished', (e) => finished.push(e));
+    const server = createServer();
+    server.on('stream', fwd.handle);
+    const sessions = new Set<ServerHttp2Session>();
+    server.on('session', (s) => sessions.add(s));
+    onCleanup(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const s of sessions) s.destroy();
+          server.close(() => resolve());
+        }),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const g = etcdGrpc(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    onCleanup(() => g.close());
+    const memberPort = Number(new URL(m.clientUrl).port);
+
+    // Stopped, the member's kernel still accepts the TCP connection, but nothing answers the TLS handshake.
+    let stopped = true;
+    onCleanup(() => stopped && m.signal('SIGCONT'));
+    await freeze(m);
+    const outcome = await unary(g.kv, 'Range', { key: Buffer.from('k') }, { deadlineMs: 300 });
+    assert.equal(outcome.ok, false);
+    if (!outcome.ok) assert.equal(outcome.error.code, grpc.status.DEADLINE_EXCEEDED, outcome.error.message);
+    await eventually(() => finished.length === 1, 5000, 'the proxy to end the cancelled call');
+    assert.equal(finished[0]!.grpcStatus, grpc.status.CANCELLED);
+    // (The balancer's own look-up of the leader, over HTTP/1.1, may be waiting on the member too.)
+    assert.ok(connectionsTo(process.pid, [memberPort]) >= 1, 'the connection to the member is still being made');
+
+    m.signal('SIGCONT');
+    stopped = false;
+    // Made now, with no call on it: closed after idleTimeout (it stayed open before the fix).
+    await eventually(() => connectionsTo(process.pid, [memberPort]) === 0, 10000, 'the idle connection to the member to be closed');
+    // And a new call still gets through, on a new connection.
+    assert.ok((await unary(g.kv, 'Range', { key: Buffer.from('k') })).ok);
+  });
+});

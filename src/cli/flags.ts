@@ -205,10 +205,22 @@ export function settingName(flag: string, source: SettingSource | undefined): st
   return `${source.path}: ${source.key}`;
 }
 
+/** The variable etcd reads for `flag` (`proxy-failure-wait` → `ETCD_PROXY_FAILURE_WAIT`). */
+export function variableOf(flag: string): string {
+  return `ETCD_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** A `name:password` value (the password may hold colons), or a FlagError naming `label`. */
+export function nameAndPassword(label: string, raw: string): { name: string; password: string } {
+  const colon = raw.indexOf(':');
+  if (colon <= 0) throw new FlagError(`${label}: expected name:password`);
+  return { name: raw.slice(0, colon), password: raw.slice(colon + 1) };
+}
+
 /** `flag` set to `value`, written the way settings are written in `source`'s kind (`--proxy on`, `ETCD_PROXY=on`, `proxy: on`). */
 function spelled(flag: string, value: string, source: SettingSource | undefined): string {
   if (source === undefined || source.kind === 'flag') return `--${flag} ${value}`;
-  if (source.kind === 'env') return `ETCD_${flag.toUpperCase().replace(/-/g, '_')}=${value}`;
+  if (source.kind === 'env') return `${variableOf(flag)}=${value}`;
   return `${flag}: ${value}`;
 }
 
@@ -234,7 +246,7 @@ export function resolveSettings(settings: ReadonlyMap<string, Setting>, warnings
   const needs = (flag: string, other: string, value?: string): string => {
     const s = source(flag);
     if (value !== undefined) return `${n(flag)} needs ${spelled(other, value, s)}`;
-    return `${n(flag)} needs ${s?.kind === 'env' ? `ETCD_${other.toUpperCase().replace(/-/g, '_')}` : s?.kind === 'file' ? other : `--${other}`}`;
+    return `${n(flag)} needs ${s?.kind === 'env' ? variableOf(other) : s?.kind === 'file' ? other : `--${other}`}`;
   };
   for (const [flag, spec] of Object.entries(FLAGS)) {
     const raw = values.get(flag);
@@ -288,8 +300,8 @@ export function resolveSettings(settings: ReadonlyMap<string, Setting>, warnings
   }
   const v3Clients = values.get('v3-clients') ?? 'forward';
   if (v3Clients !== 'forward' && v3Clients !== 'refuse') throw new FlagError(`${n('v3-clients')}: expected forward or refuse, got "${v3Clients}"`);
-  const v3User = values.get('v3-user');
-  if (v3User !== undefined && !/^[^:]+:/.test(v3User)) throw new FlagError(`${n('v3-user')}: expected name:password`);
+  const v3UserRaw = values.get('v3-user');
+  const v3User = v3UserRaw === undefined ? undefined : nameAndPassword(n('v3-user'), v3UserRaw);
   if (values.get('peer-client-cert-auth') === 'true') warnings.push(`warning: ${n('peer-client-cert-auth')} is ignored: a proxy has no peer listener`);
   const ms = (flag: string, min: number): number => milliseconds(n(flag), values.get(flag) ?? FLAGS[flag]!.default, min);
 
@@ -318,7 +330,7 @@ export function resolveSettings(settings: ReadonlyMap<string, Setting>, warnings
       ...(backend === 'v3' ? { backend: 'v3' as const } : {}),
       ...optional('v3Prefix', values.get('v3-prefix')),
       ...(v3Clients === 'refuse' ? { v3Clients: 'refuse' as const } : {}),
-      ...(v3User === undefined ? {} : { v3Username: v3User.slice(0, v3User.indexOf(':')), v3Password: v3User.slice(v3User.indexOf(':') + 1) }),
+      ...(v3User === undefined ? {} : { v3Username: v3User.name, v3Password: v3User.password }),
       ...optional('certFile', values.get('cert-file')),
       ...optional('keyFile', values.get('key-file')),
       ...optional('trustedCaFile', values.get('trusted-ca-file')),

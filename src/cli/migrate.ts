@@ -6,8 +6,7 @@
  *       [--v3-prefix /v2] [--dry-run] [--force] [--prune] [--hidden /_a,/dir/*\/_b] \
  *       [--v2-user root:pw] [--v3-user name:pw] [--cacert ca.pem] [--cert c.pem --key k.pem]
  *
- * (from a checkout: `npx tsx examples/migrate.ts ...` or `npx tsx
- * examples/cli.ts migrate ...`). Progress on stderr, the
+ * (from a checkout: `npx tsx examples/cli.ts migrate ...`). Progress on stderr, the
  * report on stdout. Exit codes: 0 done, 1 the copy failed (source or target
  * unreachable, no v2 API at the source, a non-empty target without
  * --force), 2 a bad command line.
@@ -20,6 +19,7 @@ import { migrateV2Store } from '../v3-backend/migrate-v2-store.js';
 import type { MigrationProgress, MigrationReport } from '../v3-backend/migrate-v2-store.js';
 import { MAX_TXN_OPS } from '../v3-backend/rpc-types.js';
 import { V3Client } from '../v3-backend/v3-client.js';
+import { FlagError, nameAndPassword } from './flags.js';
 
 const PROGRAM = 'etcd-v2-proxy migrate';
 
@@ -53,15 +53,13 @@ const FLAGS: Record<string, FlagSpec> = {
 };
 
 /** The usage text. */
-export function migrateHelp(command = 'etcd-v2-proxy migrate'): string {
+function migrateHelp(command = 'etcd-v2-proxy migrate'): string {
   const lines = [`Usage: ${command} --from <v2 url> --to <v3 url> [flags]`, '', 'Copies a v2 store (values, directories, hidden nodes named with --hidden, remaining TTLs) into the v3 layout of --backend v3.', ''];
   for (const [name, spec] of Object.entries(FLAGS)) {
     lines.push(`  --${name}${spec.value === undefined ? '' : ` ${spec.value}`}`, `      ${spec.help}`);
   }
   return lines.join('\n');
 }
-
-class FlagError extends Error {}
 
 interface MigrateFlags {
   readonly help: boolean;
@@ -120,15 +118,10 @@ function parseMigrateFlags(argv: readonly string[]): MigrateFlags {
   };
   const user = (flag: string): { name: string; password: string } | undefined => {
     const raw = values.get(flag);
-    if (raw === undefined) return undefined;
-    const colon = raw.indexOf(':');
-    if (colon <= 0) throw new FlagError(`--${flag}: expected name:password`);
-    return { name: raw.slice(0, colon), password: raw.slice(colon + 1) };
+    return raw === undefined ? undefined : nameAndPassword(`--${flag}`, raw);
   };
+  // Checked by migrateV2Store, whose message names --v3-prefix (FLAG_OF).
   const prefix = values.get('v3-prefix');
-  if (prefix !== undefined && (!prefix.startsWith('/') || prefix.endsWith('/'))) {
-    throw new FlagError(`--v3-prefix: expected a key prefix that starts with "/" and does not end with "/", e.g. /v2, got "${prefix}"`);
-  }
   let batchOps: number | undefined;
   const batchRaw = values.get('batch-ops');
   if (batchRaw !== undefined) {
@@ -184,7 +177,7 @@ function pad(label: string, value: string | number): string {
 }
 
 /** The report as a small table, then one summary line. */
-export function formatReport(r: MigrationReport, from: readonly string[], to: readonly string[]): string {
+function formatReport(r: MigrationReport, from: readonly string[], to: readonly string[]): string {
   const lines = [
     `${r.dryRun ? 'dry run: ' : ''}v2 store ${from.join(',')} (index ${r.sourceIndex}) -> v3 ${to.join(',')} under ${r.prefix}`,
     pad('files', r.files),

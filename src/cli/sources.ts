@@ -74,11 +74,6 @@ function flagOfVariable(variable: string): string | undefined {
   return variable.slice(5).toLowerCase().replace(/_/g, '-');
 }
 
-/** The variable etcd reads for `flag`. */
-export function variableOf(flag: string): string {
-  return `ETCD_${flag.toUpperCase().replace(/-/g, '_')}`;
-}
-
 /** The `ETCD_*` variables that are set (not empty), sorted. */
 function etcdVariables(env: Readonly<Record<string, string | undefined>>): Array<[string, string]> {
   return Object.entries(env)

@@ -28,7 +28,6 @@ interface Waiting {
   reject: (err: unknown) => void;
 }
 
-
 export class ReadBatcher {
   /** Txns sent, and reads answered through them (for tests and the bench). */
   readonly stats = { txns: 0, reads: 0 };

@@ -18,7 +18,7 @@ import { V3Store } from '../../src/v3-backend/v3-store.js';
 import { cleanup, etcdctl, form, freePort, http, member, onCleanup, proxy, skipWithoutEtcd } from './harness.js';
 import type { LocalEtcd } from './harness.js';
 
-const MIGRATE = fileURLToPath(new URL('../../examples/migrate.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../examples/cli.ts', import.meta.url));
 
 /** A V3Client on `urls`, closed by cleanup(). */
 function v3Client(urls: readonly string[], options: { dialTimeout?: number; callTimeout?: number } = {}): V3Client {
@@ -60,7 +60,7 @@ function strip(node: Record<string, unknown>): Record<string, unknown> {
 
 function runMigrate(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MIGRATE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'migrate', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -354,13 +354,14 @@ describe('migrateV2Store: a live v2 store copied into the v3 layout', { skip: sk
     assert.equal((await client.range({ key: new KeyLayout('/guarded').fileKey('/secret') })).kvs[0]?.value.toString(), 's');
   });
 
-  test('the command: examples/migrate.ts copies and prints the report; bad input exits 1 or 2 with one line', async () => {
+  test('the command: examples/cli.ts migrate copies and prints the report; bad input exits 1 or 2 with one line', async () => {
     // The copy and the failures at once (each a fresh tsx process: ~2 s to start).
-    const [ok, noV2, badFlag, noTo] = await Promise.all([
+    const [ok, noV2, badFlag, noTo, badPrefix] = await Promise.all([
       runMigrate(['--from', source.clientUrl, '--to', target.clientUrl, '--v3-prefix', '/cli', '--hidden', '/_hidden']),
       runMigrate(['--from', target.clientUrl, '--to', target.clientUrl]),
       runMigrate(['--from', source.clientUrl, '--to', target.clientUrl, '--dryrun']),
       runMigrate(['--from', source.clientUrl]),
+      runMigrate(['--from', source.clientUrl, '--to', target.clientUrl, '--v3-prefix', 'cli/']),
     ]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, /^v2 store http:\/\/127\.0\.0\.1:\d+ \(index \d+\) -> v3 http:\/\/127\.0\.0\.1:\d+ under \/cli$/m);
@@ -376,6 +377,8 @@ describe('migrateV2Store: a live v2 store copied into the v3 layout', { skip: sk
     assert.equal(badFlag.stderr, 'etcd-v2-proxy migrate: unknown flag --dryrun (see --help)\n');
     assert.equal(noTo.code, 2);
     assert.match(noTo.stderr, /^etcd-v2-proxy migrate: --to is required/);
+    assert.equal(badPrefix.code, 2);
+    assert.match(badPrefix.stderr, /^etcd-v2-proxy migrate: --v3-prefix: expected a key prefix that starts with "\/" and does not end with "\/", e\.g\. "?\/v2"?, got "cli\/"\n$/);
 
     const dry = await runMigrate(['--from', source.clientUrl, '--to', target.clientUrl, '--v3-prefix=/cli', '--hidden', '/_hidden', '--dry-run']);
     assert.equal(dry.code, 0, dry.stderr);

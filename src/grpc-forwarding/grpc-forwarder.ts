@@ -8,6 +8,7 @@ import { UpstreamError } from '../errors.js';
 import type { ProxyMode } from '../handler/v2-proxy-handler.js';
 import { upstreamTlsOption } from '../tls-options.js';
 import type { UpstreamTlsOptions } from '../tls-options.js';
+import { pollUntil } from '../poll-until.js';
 import { balancerOption, durationOption, modeOption, signalOption } from '../validate-options.js';
 import type { GrpcDropReason, GrpcForwarderEvents } from './grpc-events.js';
 import { routeOf } from './grpc-routes.js';
@@ -145,10 +146,7 @@ export class GrpcForwarder extends EventEmitter<GrpcForwarderEvents> {
     const state = this.#state;
     state.stopping = true;
     for (const call of [...state.calls]) if (call.route.kind === 'stream') call.drop('shutting-down', GrpcCode.UNAVAILABLE, 'etcd-v2-proxy is shutting down');
-    const deadline = Date.now() + timeoutMs;
-    while (state.calls.size > 0 && Date.now() < deadline && !this.closed) {
-      await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
-    }
+    await pollUntil(() => state.calls.size === 0 || this.closed, timeoutMs);
     this.close();
   }
 
@@ -172,16 +170,16 @@ export class GrpcForwarder extends EventEmitter<GrpcForwarderEvents> {
     const route = routeOf(path);
     const state = this.#state;
     if (state.stopping) {
-      this.refuse(stream, path, 'shutting-down', GrpcCode.UNAVAILABLE, 'etcd-v2-proxy is shutting down');
+      this.refuse(stream, path, route, 'shutting-down', GrpcCode.UNAVAILABLE, 'etcd-v2-proxy is shutting down');
       return;
     }
     if (this.mode === 'readonly' && route.mutates) {
-      this.refuse(stream, path, 'readonly', GrpcCode.UNIMPLEMENTED, `etcd-v2-proxy is readonly: ${path ?? ''} is not forwarded`);
+      this.refuse(stream, path, route, 'readonly', GrpcCode.UNIMPLEMENTED, `etcd-v2-proxy is readonly: ${path ?? ''} is not forwarded`);
       return;
     }
     const plan = state.balancer.plan(PLAN_METHOD[route.kind], route.quorum ? QUORUM_URL : '');
     if (plan.length === 0) {
-      this.refuse(stream, path, 'zero-endpoints', GrpcCode.UNAVAILABLE, 'etcd-v2-proxy knows no member to send the call to');
+      this.refuse(stream, path, route, 'zero-endpoints', GrpcCode.UNAVAILABLE, 'etcd-v2-proxy knows no member to send the call to');
       return;
     }
     const call = new GrpcCall(state, stream, headers, path ?? '', route, plan);
@@ -193,13 +191,13 @@ export class GrpcForwarder extends EventEmitter<GrpcForwarderEvents> {
     call.attempt(0);
   }
 
-  private refuse(stream: ServerHttp2Stream, path: string | undefined, reason: GrpcDropReason, code: number, message: string): void {
+  private refuse(stream: ServerHttp2Stream, path: string | undefined, route: GrpcRoute, reason: GrpcDropReason, code: number, message: string): void {
     debug('%s: %s', path, message);
     if (!stream.destroyed && !stream.headersSent) stream.respond(trailersOnly(code, message), RESPOND_ENDED);
     stream.resume();
     const method = path ?? '';
     if (this.listenerCount('dropped') > 0) this.emit('dropped', { method, reason, grpcStatus: code });
-    if (this.listenerCount('finished') > 0) this.emit('finished', { method, endpoint: undefined, grpcStatus: code, durationMs: 0, stream: routeOf(path).kind === 'stream' });
+    if (this.listenerCount('finished') > 0) this.emit('finished', { method, endpoint: undefined, grpcStatus: code, durationMs: 0, stream: route.kind === 'stream' });
   }
 }
 
@@ -217,7 +215,6 @@ interface ForwardState {
 /** One client call, from its arrival to its end; it goes to one member at a time, and to the next only when the first was never reached. */
 class GrpcCall {
   index = -1;
-  tries = 0;
   endpoint: Endpoint | undefined;
   session: ClientHttp2Session | undefined;
   up: (ClientHttp2Stream & Carrier) | undefined;
@@ -254,7 +251,6 @@ class GrpcCall {
     const endpoint = this.plan[index]!;
     this.endpoint = endpoint;
     this.session = undefined;
-    this.tries++;
     endpoint.inFlight++;
     this.released = false;
     this.fwd.pool.acquire(endpoint, this);
@@ -309,7 +305,7 @@ class GrpcCall {
       this.attempt(this.index + 1);
       return;
     }
-    this.drop('failed-sending', GrpcCode.UNAVAILABLE, `etcd-v2-proxy could not reach a member (${this.tries} tried; last: ${failure.message})`, failure);
+    this.drop('failed-sending', GrpcCode.UNAVAILABLE, `etcd-v2-proxy could not reach a member (${this.index + 1} tried; last: ${failure.message})`, failure);
   }
 
   /** The member's stream is open: the client's data flows to it from now on (after what an earlier member refused, if any). */
@@ -336,7 +332,7 @@ class GrpcCall {
         method: this.method,
         endpoint: endpoint.url,
         durationMs: performance.now() - this.arrived,
-        attempts: this.tries,
+        attempts: this.index + 1,
         stream: this.route.kind === 'stream',
       });
     }
@@ -472,7 +468,7 @@ function rstToGrpc(rst: number): number {
     case constants.NGHTTP2_CANCEL:
       return GrpcCode.CANCELLED;
     case constants.NGHTTP2_ENHANCE_YOUR_CALM:
-      return 8; // RESOURCE_EXHAUSTED
+      return GrpcCode.RESOURCE_EXHAUSTED;
     case constants.NGHTTP2_INADEQUATE_SECURITY:
       return GrpcCode.PERMISSION_DENIED;
     default:

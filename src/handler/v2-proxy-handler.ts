@@ -14,6 +14,7 @@ import { queryFlag } from './v2-query.js';
 import type { DropReason, V2ProxyHandlerEvents } from './proxy-events.js';
 import { balancerOption, describe, durationOption, modeOption, positiveIntegerOption, signalOption } from '../validate-options.js';
 import { hedgeDelayOption } from '../forwarding/hedge-delay.js';
+import { pollUntil } from '../poll-until.js';
 import { directKeys } from '../v3-backend/v3-backend.js';
 import type { DirectKeys, V3Backend } from '../v3-backend/v3-backend.js';
 
@@ -292,10 +293,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
     this.settings.stopping = true;
     for (const watch of this.settings.watches) watch.abort();
     this.backend?.endWatches();
-    const deadline = Date.now() + timeoutMs;
-    while (this.settings.inFlight.size + (this.backend?.inFlight ?? 0) > 0 && Date.now() < deadline && !this.closed) {
-      await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
-    }
+    await pollUntil(() => this.settings.inFlight.size + (this.backend?.inFlight ?? 0) === 0 || this.closed, timeoutMs);
     this.close();
   }
 

@@ -52,13 +52,17 @@ export function refuseV3Clients(server: Server | HttpsServer, message: string = 
 
 /** A stream handler that answers every call with UNIMPLEMENTED and `message`. */
 export function refusingStreams(message: string): H2StreamHandler {
+  // Made once: respond() copies what it is given.
+  const trailers = trailersOnly(GrpcCode.UNIMPLEMENTED, message);
   return (stream) => {
     stream.on('error', ignore);
-    if (!stream.destroyed && !stream.closed) stream.respond(trailersOnly(GrpcCode.UNIMPLEMENTED, message), { endStream: true });
+    if (!stream.destroyed && !stream.closed) stream.respond(trailers, RESPOND_ENDED);
     // The client may still be sending its request: read and drop it.
     stream.resume();
   };
 }
+
+const RESPOND_ENDED = { endStream: true };
 
 function ignore(): void {}
 

@@ -306,6 +306,10 @@ describe('v3 clients through a readonly proxy', { skip: skipWithoutEtcd }, () =>
     assert.notEqual(put.code, 0);
     assert.match(put.stderr, /code = Unimplemented desc = etcd-v2-proxy is readonly: \/etcdserverpb.KV\/Put is not forwarded/);
     assert.equal((await ctl3(m.clientUrl, ['get', 'ro', '--print-value-only'])).stdout, 'before\n');
+    // Counted as the proxy's own drop, by reason, and as handled with the proxy's status.
+    const text = await p.metrics.metrics();
+    assert.match(text, /^etcd_v2_proxy_grpc_dropped_total\{grpc_service="etcdserverpb.KV",grpc_method="Put",reason="readonly"\} [1-9]\d*$/m);
+    assert.match(text, /^grpc_server_handled_total\{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_code="Unimplemented"\} [1-9]\d*$/m);
   });
 
   it('v3Clients is validated eagerly with an exact message', async () => {

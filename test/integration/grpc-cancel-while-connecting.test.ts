@@ -9,9 +9,6 @@
  * which marks the member down). Found in review.
  */
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http2';
-import type { ServerHttp2Session } from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { connectionsTo } from '../../bench/procfs.js';
@@ -20,7 +17,7 @@ import { EndpointBalancer, GrpcForwarder } from '../../src/index.js';
 import type { GrpcFinishedEvent } from '../../src/index.js';
 import { cleanup, eventually, freeze, onCleanup, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
-import { ctl3, etcdGrpc, unary } from './grpc-client.js';
+import { ctl3, etcdGrpc, serveForwarder, unary } from './grpc-client.js';
 import { makeTlsFixture } from './tls-certs.js';
 import type { TlsFixture } from './tls-certs.js';
 
@@ -58,19 +55,7 @@ describe('gRPC forwarding: a call cancelled while its connection to the member i
     onCleanup(() => fwd.close());
     const finished: GrpcFinishedEvent[] = [];
     fwd.on('finished', (e) => finished.push(e));
-    const server = createServer();
-    server.on('stream', fwd.handle);
-    const sessions = new Set<ServerHttp2Session>();
-    server.on('session', (s) => sessions.add(s));
-    onCleanup(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const s of sessions) s.destroy();
-          server.close(() => resolve());
-        }),
-    );
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const g = etcdGrpc(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const g = etcdGrpc(await serveForwarder(fwd));
     onCleanup(() => g.close());
     const memberPort = Number(new URL(m.clientUrl).port);
 

@@ -3,14 +3,18 @@
  * suites, with the messages encoded by @grpc/proto-loader from the .proto
  * files the etcd3 package ships: the suites see exactly the gRPC status,
  * metadata and stream ends a client gets, with no client-side retry; and
- * etcdctl v3 and member-metric helpers.
+ * etcdctl v3 and member-metric helpers, and a server in front of a GrpcForwarder.
  */
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { http } from './harness.js';
+import { createServer } from 'node:http2';
+import type { ServerHttp2Session } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import type { GrpcForwarder } from '../../src/index.js';
+import { http, onCleanup } from './harness.js';
 
 const protoDir = join(dirname(createRequire(import.meta.url).resolve('etcd3/package.json')), 'proto');
 const definition = loadSync(join(protoDir, 'rpc.proto'), { keepCase: true, longs: String, enums: String, defaults: true });
@@ -90,3 +94,24 @@ export async function memberMetric(clientUrl: string, name: string, labels: Reco
 }
 
 export { grpc };
+
+/**
+ * A node:http2 server on 127.0.0.1 (a free port) whose streams go to `fwd`,
+ * as createProxy's listeners give them: its `http://` URL. Closed, with its
+ * client sessions, by cleanup().
+ */
+export async function serveForwarder(fwd: GrpcForwarder): Promise<string> {
+  const server = createServer();
+  server.on('stream', fwd.handle);
+  const sessions = new Set<ServerHttp2Session>();
+  server.on('session', (s) => sessions.add(s));
+  onCleanup(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of sessions) s.destroy();
+        server.close(() => resolve());
+      }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}

@@ -6,16 +6,13 @@
  * forwarded to such a member waited forever (a watch has no deadline).
  */
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http2';
-import type { ServerHttp2Session } from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { EndpointBalancer, GrpcForwarder } from '../../src/index.js';
 import type { GrpcDroppedEvent } from '../../src/index.js';
 import { cleanup, eventually, freeze, http, member, onCleanup, skipWithoutEtcd } from './harness.js';
 import type { LocalEtcd } from './harness.js';
-import { etcdGrpc, unary } from './grpc-client.js';
+import { etcdGrpc, serveForwarder, unary } from './grpc-client.js';
 
 const KEEPALIVE_TIME = 1000;
 // Generous: a PING's answer read late by a starved test process must not count as none.
@@ -40,19 +37,7 @@ describe('gRPC forwarding: HTTP/2 keepalive to the members', { skip: skipWithout
     onCleanup(() => fwd.close());
     const dropped: GrpcDroppedEvent[] = [];
     fwd.on('dropped', (e) => dropped.push(e));
-    const server = createServer();
-    server.on('stream', fwd.handle);
-    const sessions = new Set<ServerHttp2Session>();
-    server.on('session', (s) => sessions.add(s));
-    onCleanup(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const s of sessions) s.destroy();
-          server.close(() => resolve());
-        }),
-    );
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return { balancer, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, dropped };
+    return { balancer, url: await serveForwarder(fwd), dropped };
   }
 
   /** A watch of `prefix` through `url`, once the member created it: the values it sees, and how it ended. */

@@ -513,8 +513,8 @@ class Exchange implements DeadlineNode<Exchange>, HedgeNode<Exchange>, UpstreamH
     }
     if (endpoint.state === 'down' || endpoint.suspected) settings.balancer.reportAnswer(endpoint);
     try {
-      const raw = conn.rawHead;
-      if (raw !== undefined && res.writeRawHead !== undefined && !(settings.stripCors && conn.headHasCors)) {
+      const raw = settings.stripCors ? conn.rawHeadWithoutCors() : conn.rawHead;
+      if (raw !== undefined && res.writeRawHead !== undefined) {
         res.writeRawHead(raw, status, lengthUnknown, conn.headHasDate);
       } else res.writeHead(status, statusText === '' ? undefined : statusText, downstreamResponseHeaders(conn.headerList(), settings.stripCors));
     } catch (err) {

@@ -22,8 +22,9 @@ export interface CorsPolicy {
   /**
    * Only when the headers do not depend on the request (`*`): makes every
    * head written to `res` (createProxy's own writer, which has no
-   * `setHeader`) end with them; the member's own Access-Control-* lines are
-   * dropped by the forwarder (`stripCors`), so each is sent once.
+   * `setHeader`) end with them, a member's head passed on as received
+   * included; the member's own Access-Control-* lines are dropped by the
+   * forwarder (`stripCors`), so each is sent once.
    */
   readonly addTo?: (res: ClientResponse) => void;
 }
@@ -72,9 +73,18 @@ function originOf(entry: string): string {
 /** The same three headers as a header list, for {@link CorsPolicy.addTo}. */
 const ANY_ORIGIN_HEADERS: readonly string[] = ['Access-Control-Allow-Methods', ALLOW_METHODS, 'Access-Control-Allow-Origin', '*', 'Access-Control-Allow-Headers', ALLOW_HEADERS];
 
+/** The same as header lines, for a head passed on as received. */
+const ANY_ORIGIN_LINES = Buffer.from(ANY_ORIGIN_HEADERS.map((v, i) => (i % 2 === 0 ? `${v}: ` : `${v}\r\n`)).join(''), 'latin1');
+
 /** `writeHead` of a writer given to `addTo`: its class's own, with the three headers added. */
 function writeHeadWithCors(this: ClientResponse, status: number, statusText: string | undefined, headers: string[]): unknown {
   return (Object.getPrototypeOf(this) as ClientResponse).writeHead.call(this, status, statusText, headers.concat(ANY_ORIGIN_HEADERS));
+}
+
+/** `writeRawHead` of a writer given to `addTo`: the member's lines (without its own Access-Control-* ones), then the three. */
+function writeRawHeadWithCors(this: ClientResponse, lines: Buffer, status: number, lengthUnknown: boolean, hasDate: boolean): unknown {
+  const own = (Object.getPrototypeOf(this) as ClientResponse).writeRawHead!;
+  return own.call(this, Buffer.concat([lines, ANY_ORIGIN_LINES]), status, lengthUnknown, hasDate);
 }
 
 const anyOrigin: CorsPolicy = {
@@ -86,8 +96,7 @@ const anyOrigin: CorsPolicy = {
   },
   addTo(res) {
     res.writeHead = writeHeadWithCors;
-    // The member's head cannot go out as received: it lacks the headers, or has the member's own.
-    res.writeRawHead = undefined;
+    if (res.writeRawHead !== undefined) res.writeRawHead = writeRawHeadWithCors;
   },
 };
 

@@ -197,6 +197,11 @@ const HEADER_LINES = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*(?:\r
  * for any other. Most names are told apart by length and first letter
  * without making a string.
  */
+/** The header line at `start` of `text` is an Access-Control-* one. */
+function isCorsLine(text: string, start: number): boolean {
+  return text.length - start > 15 && text.slice(start, start + 15).toLowerCase() === 'access-control-';
+}
+
 function notableName(block: string, start: number, colon: number): string | undefined {
   const length = colon - start;
   const first = block.charCodeAt(start) | 0x20;
@@ -854,6 +859,24 @@ export class UpstreamConnection {
   headHasDate = false;
   /** During onUpstreamHead: the member sent an Access-Control-* header. */
   headHasCors = false;
+
+  /**
+   * During onUpstreamHead: {@link rawHead} without its Access-Control-*
+   * lines (for a proxy that sends CORS headers of its own), or undefined
+   * when the head cannot go to a client unchanged.
+   */
+  rawHeadWithoutCors(): Buffer | undefined {
+    const raw = this.rawHead;
+    if (raw === undefined || !this.headHasCors) return raw;
+    const text = raw.toString('latin1');
+    let kept = '';
+    for (let start = 0; start < text.length; ) {
+      const end = text.indexOf('\r\n', start) + 2;
+      if (!isCorsLine(text, start)) kept += text.slice(start, end);
+      start = end;
+    }
+    return Buffer.from(kept, 'latin1');
+  }
   /** The header lines of the head being reported, as text. */
   private headBlock = '';
 

@@ -7,7 +7,6 @@ import { compare as bcryptCompare, genSalt, hash as bcryptHash } from 'bcryptjs'
 import createDebug from 'debug';
 import { InvalidOptionError } from '../errors.js';
 import { rawHeader } from '../forwarding/forward-request.js';
-import type { ClientResponse } from '../forwarding/forward-request.js';
 import { describe, signalOption } from '../validate-options.js';
 import type { KeyValue, RequestOp, WatchResponse } from './rpc-types.js';
 import { V2Error } from './v2-error.js';
@@ -79,9 +78,6 @@ export interface AuthCaller {
   readonly rawHeaders: readonly string[];
   readonly socket: object | null;
 }
-
-/** What a refused keys request is answered on (node's ServerResponse, or createProxy's own writer). */
-export type KeysAnswer = Pick<ClientResponse, 'headersSent' | 'writeHead' | 'end'>;
 
 interface RWPermission {
   read: StrList;
@@ -334,31 +330,29 @@ export class V2Auth {
 
   /**
    * The check of a `/v2/keys` request (native v2's hasKeyPrefixAccess).
-   * Resolves true when allowed; otherwise it has answered (401 errorCode 110
-   * "Insufficient credentials" as v2; a 500 errorCode 300 when the auth data
-   * cannot be read) and resolves false. `key` is the v2 key path (as v2, it
+   * Resolves undefined when allowed; otherwise with the error to answer
+   * (401 errorCode 110 "Insufficient credentials" as v2; a 500 errorCode 300
+   * when the auth data cannot be read). `key` is the v2 key path (as v2, it
    * should be the request's path after `/v2/keys`), `write` true for
    * PUT/POST/DELETE, `recursive` the request's recursive flag. With auth
    * disabled it resolves true without a call to the cluster once the watched
    * copy is there.
    */
-  async checkKeys(req: AuthCaller, res: KeysAnswer, key: string, write: boolean, recursive: boolean): Promise<boolean> {
+  async checkKeys(req: AuthCaller, key: string, write: boolean, recursive: boolean): Promise<V2Error | undefined> {
     let data: AuthData;
     try {
       data = await this.current();
     } catch (err) {
-      this.writeKeyError(res, new V2Error(300, (err as Error).message, 0));
-      return false;
+      return new V2Error(300, (err as Error).message, 0);
     }
-    if (data.enabled?.value !== true) return true;
+    if (data.enabled?.value !== true) return undefined;
     let allowed = false;
     try {
       allowed = await this.keyAccess(data, req, key, write, recursive);
     } catch (err) {
       debug('key access check of %s failed: %s', key, (err as Error).stack);
     }
-    if (!allowed) this.writeKeyError(res, new V2Error(110, 'Insufficient credentials', 0));
-    return allowed;
+    return allowed ? undefined : new V2Error(110, 'Insufficient credentials', 0);
   }
 
   /**
@@ -868,16 +862,6 @@ export class V2Auth {
     this.send(res, authError(401, 'Insufficient credentials'), false);
   }
 
-  /** A v2 error of /v2/keys, as v2 writes one (after its X-Etcd-Cluster-Id). */
-  private writeKeyError(res: KeysAnswer, e: V2Error): void {
-    if (res.headersSent) return;
-    const body = `${JSON.stringify(e)}\n`;
-    const headers = ['Content-Type', 'application/json', 'X-Etcd-Index', String(e.index), 'Content-Length', String(Buffer.byteLength(body))];
-    const id = this.clusterId?.();
-    if (id !== undefined) headers.push('X-Etcd-Cluster-Id', id);
-    res.writeHead(e.status, undefined, headers);
-    res.end(body);
-  }
 }
 
 // --- helpers: answers ---

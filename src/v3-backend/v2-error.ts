@@ -4,6 +4,7 @@
  * (`cause` left out when empty, as Go's `omitempty`).
  */
 import { EtcdProxyError } from '../errors.js';
+import type { ClientResponse } from '../forwarding/forward-request.js';
 
 /** v2's message of each error code. */
 const MESSAGES: ReadonlyMap<number, string> = new Map([
@@ -104,4 +105,13 @@ export class V2Error extends EtcdProxyError {
       ? { errorCode: this.errorCode, message: this.message, index: this.index }
       : { errorCode: this.errorCode, message: this.message, cause: this.cause, index: this.index };
   }
+}
+
+/** Answers `e` as v2 does on /v2/keys: its status, JSON body and X-Etcd-Index, and X-Etcd-Cluster-Id when `clusterIdHex` is known. */
+export function writeV2Error(res: Pick<ClientResponse, 'writeHead' | 'end'>, e: V2Error, clusterIdHex: string | undefined): void {
+  const body = `${JSON.stringify(e)}\n`;
+  const headers = ['Content-Type', 'application/json', 'X-Etcd-Index', String(e.index), 'Content-Length', String(Buffer.byteLength(body))];
+  if (clusterIdHex !== undefined) headers.push('X-Etcd-Cluster-Id', clusterIdHex);
+  res.writeHead(e.status, undefined, headers);
+  res.end(body);
 }

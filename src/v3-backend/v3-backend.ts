@@ -9,7 +9,7 @@ import { rawHeader } from '../forwarding/forward-request.js';
 import type { ClientRequest, ClientResponse } from '../forwarding/forward-request.js';
 import { V2Auth } from './v2-auth.js';
 import type { AuthCaller } from './v2-auth.js';
-import { V2Error } from './v2-error.js';
+import { V2Error, writeV2Error } from './v2-error.js';
 import { KEYS_PREFIX, parseKeysRequest } from './v2-request.js';
 import type { V2KeysRequest } from './v2-request.js';
 import { V3Client, V3RpcError } from './v3-client.js';
@@ -127,7 +127,7 @@ export class V3Backend {
   /** Open watches, each with what ends its answer. */
   private readonly open = new Map<V2Watch, () => void>();
   /** Requests being answered (watches aside), node:http's and the own reader's. */
-  private readonly pending = new Set<object>();
+  private pending = 0;
   private clusterIdHex: string | undefined;
   /** The highest raft term an answer carried: a watch's headers show it. */
   private raftTerm = 0;
@@ -196,7 +196,7 @@ export class V3Backend {
 
   /** Requests being answered (watches aside). */
   get inFlight(): number {
-    return this.pending.size;
+    return this.pending;
   }
 
   /** Whether this backend answers the request target `url` (the rest goes to the members). */
@@ -289,7 +289,7 @@ export class V3Backend {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    this.pending.add(req);
+    this.pending++;
     try {
       if (this.auth.handles(path)) await this.auth.serve(req, res, path);
       else if (this.clusterApi.handles(path)) await this.clusterApi.serve(req, res, path);
@@ -297,7 +297,7 @@ export class V3Backend {
     } catch (err) {
       this.failed(res, req.method, url, err);
     } finally {
-      this.pending.delete(req);
+      this.pending--;
     }
   }
 
@@ -319,14 +319,14 @@ export class V3Backend {
   private async serveDirect(req: ClientRequest, res: ClientResponse, body: Buffer[] | undefined): Promise<void> {
     const method = req.method!;
     const url = req.url!;
-    this.pending.add(req);
+    this.pending++;
     try {
       const form = body !== undefined && body.length > 0 && isForm(method, rawHeader(req.rawHeaders, 'content-type'));
       await this.answer(req, res, method, url, form ? Buffer.concat(body).toString('utf8') : undefined);
     } catch (err) {
       this.failed(res, method, url, err);
     } finally {
-      this.pending.delete(req);
+      this.pending--;
     }
   }
 
@@ -339,7 +339,11 @@ export class V3Backend {
       this.writeError(res, toV2Error(err));
       return;
     }
-    if (!(await this.auth.checkKeys(req, res, r.authPath, isWrite(method), r.recursive))) return;
+    const refused = await this.auth.checkKeys(req, r.authPath, isWrite(method), r.recursive);
+    if (refused !== undefined) {
+      if (!res.headersSent) this.writeError(res, refused);
+      return;
+    }
     if (r.wait) await this.serveWatch(res, r);
     else await this.answerKeys(res, r);
   }
@@ -455,11 +459,7 @@ export class V3Backend {
   }
 
   private writeError(res: ClientResponse, e: V2Error): void {
-    const body = `${JSON.stringify(e)}\n`;
-    const headers = ['Content-Type', 'application/json', 'X-Etcd-Index', String(e.index), 'Content-Length', String(Buffer.byteLength(body))];
-    if (this.clusterIdHex !== undefined) headers.push('X-Etcd-Cluster-Id', this.clusterIdHex);
-    res.writeHead(e.status, undefined, headers);
-    res.end(body);
+    writeV2Error(res, e, this.clusterIdHex);
   }
 }
 

@@ -18,6 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { compare } from 'bcryptjs';
 import { EndpointBalancer } from '../../src/balancer/endpoint-balancer.js';
 import { V2Auth } from '../../src/v3-backend/v2-auth.js';
+import { writeV2Error } from '../../src/v3-backend/v2-error.js';
 import { V3Client } from '../../src/v3-backend/v3-client.js';
 import { cleanup, cluster, etcdctl, eventually, freePort, http, member, onCleanup, skipWithoutEtcd, tempDir } from './harness.js';
 import { makeTlsFixture } from './tls-certs.js';
@@ -57,7 +58,11 @@ async function serveAuth(auth: V2Auth, keysAnswer = '{}', tls?: TlsServerOptions
       const key = decodeURIComponent(path.slice('/v2/keys'.length));
       const write = method === 'PUT' || method === 'POST' || method === 'DELETE';
       const recursive = url.searchParams.get('recursive') === 'true';
-      if (!(await auth.checkKeys(req, res, key, write, recursive))) return;
+      const refused = await auth.checkKeys(req, key, write, recursive);
+      if (refused !== undefined) {
+        writeV2Error(res, refused, CLUSTER_ID);
+        return;
+      }
       res.writeHead(200, { 'Content-Type': 'application/json', 'X-Etcd-Index': '1' });
       res.end(keysAnswer);
       return;

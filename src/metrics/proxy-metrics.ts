@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { EventEmitter } from 'eventemitter3';
 import { Gauge, Registry } from 'prom-client';
 import type { Metric, RegistryContentType } from 'prom-client';
 import type { EndpointBalancer } from '../balancer/endpoint-balancer.js';
@@ -277,20 +278,7 @@ export class ProxyMetrics {
     const onHedged = (e: HedgedEvent): void => {
       hedgedOf(e.outcome).value++;
     };
-    handler.on('request', onRequest);
-    handler.on('forwarded', onForwarded);
-    handler.on('retried', onRetried);
-    handler.on('dropped', onDropped);
-    handler.on('clientAborted', onAborted);
-    handler.on('hedged', onHedged);
-    this.detach.push(() => {
-      handler.off('request', onRequest);
-      handler.off('forwarded', onForwarded);
-      handler.off('retried', onRetried);
-      handler.off('dropped', onDropped);
-      handler.off('clientAborted', onAborted);
-      handler.off('hedged', onHedged);
-    });
+    this.listen(handler, { request: onRequest, forwarded: onForwarded, retried: onRetried, dropped: onDropped, clientAborted: onAborted, hedged: onHedged });
 
     this.handle = (req, res) => this.serve(req, res);
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
@@ -326,18 +314,19 @@ export class ProxyMetrics {
     const onRetried = (e: GrpcRetriedEvent): void => {
       droppedOf(routeOf(e.method))('failed-attempt').value++;
     };
-    return () => {
-      grpc.on('call', onCall);
-      grpc.on('finished', onFinished);
-      grpc.on('dropped', onDropped);
-      grpc.on('retried', onRetried);
-      this.detach.push(() => {
-        grpc.off('call', onCall);
-        grpc.off('finished', onFinished);
-        grpc.off('dropped', onDropped);
-        grpc.off('retried', onRetried);
-      });
-    };
+    return () => this.listen(grpc, { call: onCall, finished: onFinished, dropped: onDropped, retried: onRetried });
+  }
+
+  /** Attaches `listeners` (event name to listener) to `emitter`; close() takes them off. */
+  private listen<E extends EventEmitter.ValidEventTypes>(
+    emitter: EventEmitter<E>,
+    listeners: { [K in EventEmitter.EventNames<E>]?: EventEmitter.EventListener<E, K> },
+  ): void {
+    const pairs = Object.entries(listeners) as Array<[EventEmitter.EventNames<E>, EventEmitter.EventListener<E, EventEmitter.EventNames<E>>]>;
+    for (const [name, fn] of pairs) emitter.on(name, fn);
+    this.detach.push(() => {
+      for (const [name, fn] of pairs) emitter.off(name, fn);
+    });
   }
 
   /** The registry's metrics in the Prometheus text format. */

@@ -10,7 +10,7 @@ import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Counter, Registry } from 'prom-client';
-import { EndpointBalancer, PROXY_READY_PATH, ProxyMetrics, V2ProxyHandler } from '../../src/index.js';
+import { EndpointBalancer, GrpcForwarder, PROXY_READY_PATH, ProxyMetrics, V2ProxyHandler } from '../../src/index.js';
 import type { ProxyReadiness } from '../../src/index.js';
 import {
   cleanup,
@@ -262,12 +262,14 @@ describe('metrics: GET /metrics with etcd\'s proxy metric names', { skip: skipWi
         leaderWrites: false,
       });
       const handler = new V2ProxyHandler({ balancer, mode: 'readonly' });
-      const metrics = new ProxyMetrics({ handler, balancer, registry });
+      const grpc = new GrpcForwarder({ balancer, mode: 'readonly' });
+      const metrics = new ProxyMetrics({ handler, balancer, registry, grpc });
       const server = createServer(handler.handle);
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
       onCleanup(() => new Promise<void>((resolve) => {
         metrics.close();
         handler.close();
+        grpc.close();
         balancer.close();
         server.close(() => resolve());
         server.closeAllConnections();
@@ -284,8 +286,13 @@ describe('metrics: GET /metrics with etcd\'s proxy metric names', { skip: skipWi
       assert.equal(families.get('etcd_proxy_handled_total')!.samples.get('etcd_proxy_handled_total{code=200,method=GET}'), 1);
       assert.equal(families.get('etcd_v2_proxy_available_endpoints')!.samples.get('etcd_v2_proxy_available_endpoints{}'), 1);
       assert.equal(families.get('etcd_v2_proxy_endpoints')!.samples.get('etcd_v2_proxy_endpoints{}'), 2);
+      const counted = ['request', 'forwarded', 'retried', 'dropped', 'clientAborted', 'hedged'] as const;
+      assert.deepEqual(counted.map((e) => handler.listenerCount(e)), [1, 1, 1, 1, 1, 1], 'one listener of each event the metrics count');
+      assert.deepEqual((['call', 'finished', 'dropped', 'retried'] as const).map((e) => grpc.listenerCount(e)), [1, 1, 1, 1]);
       metrics.close();
       assert.equal(registry.getSingleMetric('etcd_proxy_requests_total'), undefined, 'close() takes them out');
+      assert.deepEqual(counted.map((e) => handler.listenerCount(e)), [0, 0, 0, 0, 0, 0], 'and their listeners off the handler');
+      assert.deepEqual((['call', 'finished', 'dropped', 'retried'] as const).map((e) => grpc.listenerCount(e)), [0, 0, 0, 0], 'and off the gRPC forwarder');
       assert.ok(registry.getSingleMetric('app_things_total') !== undefined, 'and leaves the application\'s');
     });
   });

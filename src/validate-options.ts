@@ -20,11 +20,12 @@ export function durationOption(name: string, value: unknown, fallback: number, m
 }
 
 /** A positive whole number (a count or a byte size); `undefined` gives `fallback`. */
-export function positiveIntegerOption(name: string, value: unknown, fallback: number): number {
+export function positiveIntegerOption(name: string, value: unknown, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
     throw new InvalidOptionError(name, `expected a positive whole number, got ${describe(value)}`);
   }
+  if (value > max) throw new InvalidOptionError(name, `expected a whole number from 1 to ${max}, got ${describe(value)}`);
   return value;
 }
 

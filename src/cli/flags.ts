@@ -10,6 +10,7 @@
  */
 import { isIP } from 'node:net';
 import { parseInitialCluster } from '../cluster/initial-cluster.js';
+import { MAX_PIPELINE_READS } from '../handler/v2-proxy-handler.js';
 import type { CreateProxyOptions } from '../create-proxy.js';
 
 /** A bad command line: the message is one line naming the flag and what is wrong. */
@@ -325,7 +326,7 @@ export function resolveSettings(settings: ReadonlyMap<string, Setting>, warnings
       dialTimeout: ms('proxy-dial-timeout', 1),
       writeTimeout: ms('proxy-write-timeout', 0),
       readTimeout: ms('proxy-read-timeout', 0),
-      pipelineReads: count(n('pipeline-reads'), values.get('pipeline-reads') ?? FLAGS['pipeline-reads']!.default, 1, 64),
+      pipelineReads: count(n('pipeline-reads'), values.get('pipeline-reads') ?? FLAGS['pipeline-reads']!.default, 1, MAX_PIPELINE_READS),
       hedgeDelay: hedgeDelay(n('hedge-delay'), values.get('hedge-delay') ?? 'auto'),
       ...(backend === 'v3' ? { backend: 'v3' as const } : {}),
       ...optional('v3Prefix', values.get('v3-prefix')),

@@ -27,6 +27,9 @@ const debug = createDebug('etcd-v2-proxy:handler');
  */
 export type ProxyMode = 'readwrite' | 'readonly';
 
+/** The most GETs `pipelineReads` may put on one member connection (each may wait behind the ones before it). */
+export const MAX_PIPELINE_READS = 64;
+
 /**
  * Options of {@link V2ProxyHandler}.
  * @public
@@ -86,7 +89,7 @@ export interface V2ProxyHandlerOptions {
    * written to one connection to a member before its answers come back
    * (HTTP/1.1 pipelining), when they arrive in the same turn of the event loop: they
    * go in one write, and the member answers them in order. Not an etcd
-   * flag; CLI: `--pipeline-reads`. Default: 1 (no pipelining).
+   * flag; CLI: `--pipeline-reads`. Default: 1 (no pipelining); at most 64.
    *
    * What it costs: a GET may wait behind the ones before it on the
    * connection while the member answers those. What it does not change: a
@@ -239,7 +242,7 @@ export class V2ProxyHandler extends EventEmitter<V2ProxyHandlerEvents> {
       watches: new Set<InFlight>(),
       stopping: false,
       stripCors: this.cors !== undefined,
-      pipelineReads: positiveIntegerOption('pipelineReads', options.pipelineReads, 1),
+      pipelineReads: positiveIntegerOption('pipelineReads', options.pipelineReads, 1, MAX_PIPELINE_READS),
       hedging: forwardHedging(hedgeDelayOption(options.hedgeDelay)),
     };
     this.signal = signalOption(options.signal);

@@ -200,6 +200,7 @@ describe('createProxy refuses bad options before touching the network', { skip: 
     { options: { refreshInterval: 0 }, option: 'refreshInterval', message: 'expected a whole number of milliseconds >= 1, got 0' },
     { options: { startTimeout: Number.POSITIVE_INFINITY }, option: 'startTimeout', message: 'expected a whole number of milliseconds >= 1, got Infinity' },
     { options: { maxBodyBytes: 0 }, option: 'maxBodyBytes', message: 'expected a positive whole number, got 0' },
+    { options: { pipelineReads: 65 }, option: 'pipelineReads', message: 'expected a whole number from 1 to 64, got 65' },
     { options: { mode: 'on' }, option: 'mode', message: 'expected "readwrite" or "readonly", got "on"' },
     { options: { dataDir: '' }, option: 'dataDir', message: 'expected a directory path, got ""' },
     { options: { signal: 'stop' }, option: 'signal', message: 'expected an AbortSignal, got "stop"' },

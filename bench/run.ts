@@ -55,6 +55,8 @@ const OPTIONS: Record<string, { value?: string; help: string }> = {
   '--out': { value: 'FILE', help: 'write the report there instead' },
   '--help': { help: 'print this help and exit' },
 };
+/** Each option given, with its value (the option itself for one without). */
+const given = new Map<string, string>();
 for (let i = 0; i < argv.length; i++) {
   const arg = argv[i]!;
   if (arg === '--help' || arg === '-h') {
@@ -75,11 +77,12 @@ for (let i = 0; i < argv.length; i++) {
     }
     i++;
   }
+  given.set(arg, argv[i]!);
 }
-const quick = argv.includes('--quick');
+const quick = given.has('--quick');
 const SECTIONS = ['load', 'profile', 'watch', 'leader', 'v3', 'grpc'] as const;
-const onlyIndex = argv.indexOf('--only');
-const only = onlyIndex >= 0 ? (argv[onlyIndex + 1] ?? '').split(',') : [...SECTIONS];
+const onlyValue = given.get('--only');
+const only = onlyValue !== undefined ? onlyValue.split(',') : [...SECTIONS];
 for (const s of only) {
   if (!(SECTIONS as readonly string[]).includes(s)) {
     process.stderr.write(`bench: --only takes ${SECTIONS.join(',')}; got ${s}\n`);
@@ -87,18 +90,13 @@ for (const s of only) {
   }
 }
 const section = (s: (typeof SECTIONS)[number]): boolean => only.includes(s);
-const outIndex = argv.indexOf('--out');
-const watchersIndex = argv.indexOf('--watchers');
-const workloadsIndex = argv.indexOf('--workloads');
-const concurrencyIndex = argv.indexOf('--concurrency');
 const outFile = resolve(
-  outIndex >= 0 && argv[outIndex + 1] !== undefined
-    ? argv[outIndex + 1]!
-    : onlyIndex >= 0 || watchersIndex >= 0 || workloadsIndex >= 0 || concurrencyIndex >= 0
+  given.get('--out') ??
+    (['--only', '--watchers', '--workloads', '--concurrency'].some((o) => given.has(o))
       ? join(tmpdir(), 'etcd-v2-proxy-bench-partial.md')
       : quick
         ? join(tmpdir(), 'etcd-v2-proxy-bench-quick.md')
-        : join(REPO, 'docs/benchmarks.md'),
+        : join(REPO, 'docs/benchmarks.md')),
 );
 
 const WORKLOADS: Workload[] = [
@@ -142,8 +140,9 @@ const plan = quick
       budgetS: 1000,
     };
 
-if (workloadsIndex >= 0) {
-  const ids = (argv[workloadsIndex + 1] ?? '').split(',');
+const workloadsValue = given.get('--workloads');
+if (workloadsValue !== undefined) {
+  const ids = workloadsValue.split(',');
   const unknown = ids.find((id) => !WORKLOADS.some((w) => w.id === id));
   if (unknown !== undefined) {
     process.stderr.write(`bench: --workloads takes ${WORKLOADS.map((w) => w.id).join(',')}; got ${unknown}\n`);
@@ -151,9 +150,10 @@ if (workloadsIndex >= 0) {
   }
   plan.workloads = WORKLOADS.filter((w) => ids.includes(w.id));
 }
-/** The comma-separated whole numbers `min`-`max` after the flag at `index`; a bad one exits 2 with one line. */
-function countsFlag(index: number, flag: string, what: string, min: number, max: number): number[] {
-  const text = argv[index + 1] ?? '';
+/** The value of `flag` as comma-separated whole numbers `min`-`max` (undefined when not given); a bad one exits 2 with one line. */
+function countsFlag(flag: string, what: string, min: number, max: number): number[] | undefined {
+  const text = given.get(flag);
+  if (text === undefined) return undefined;
   const values = text.split(',').map(Number);
   if (values.some((n) => !Number.isInteger(n) || n < min || n > max)) {
     process.stderr.write(`bench: ${flag} takes ${what} ${min}-${max}, comma-separated; got ${JSON.stringify(text)}\n`);
@@ -161,10 +161,10 @@ function countsFlag(index: number, flag: string, what: string, min: number, max:
   }
   return values;
 }
-if (concurrencyIndex >= 0) plan.concurrency = countsFlag(concurrencyIndex, '--concurrency', 'connection counts', 1, 1000);
+plan.concurrency = countsFlag('--concurrency', 'connection counts', 1, 1000) ?? plan.concurrency;
 // A proxied watch holds two descriptors in the proxy, and each process may hold FD_LIMIT.
-if (watchersIndex >= 0) plan.watchers = countsFlag(watchersIndex, '--watchers', 'numbers of watchers', 1, FD_LIMIT / 2 - 500);
-if (onlyIndex < 0 && watchersIndex >= 0) process.stderr.write('bench: --watchers given: the report goes to docs/benchmarks.md only with --out\n');
+plan.watchers = countsFlag('--watchers', 'numbers of watchers', 1, FD_LIMIT / 2 - 500) ?? plan.watchers;
+if (!given.has('--only') && given.has('--watchers')) process.stderr.write('bench: --watchers given: the report goes to docs/benchmarks.md only with --out\n');
 
 const started = performance.now();
 const elapsedS = (): number => (performance.now() - started) / 1000;

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { FlagError, helpText, parseFlags } from '../src/cli/flags.js';
+import { FlagError, helpText } from '../src/cli/flags.js';
+import { parseSettings } from '../src/cli/sources.js';
 
 describe('src/cli/flags: etcd proxy flags', () => {
   test('the article command, typographic dashes and all, parses with one warning per dashed flag', () => {
-    const f = parseFlags(['–proxy', 'on', '–listen-client-urls', 'http://0.0.0.0:22379', '–initial-cluster', 'myetcd1=http://0.0.0.0:12380', '–data-dir', '/home/cmp/temp/proxy']);
+    const f = parseSettings(['–proxy', 'on', '–listen-client-urls', 'http://0.0.0.0:22379', '–initial-cluster', 'myetcd1=http://0.0.0.0:12380', '–data-dir', '/home/cmp/temp/proxy']);
     assert.equal(f.options.mode, 'readwrite');
     assert.deepEqual(f.options.listenClientUrls, ['http://0.0.0.0:22379']);
     assert.equal(f.options.initialCluster, 'myetcd1=http://0.0.0.0:12380');
@@ -14,7 +15,7 @@ describe('src/cli/flags: etcd proxy flags', () => {
   });
 
   test('--flag=value, -flag value and etcd defaults', () => {
-    const f = parseFlags(['--proxy=readonly', '-name', 'p1', '--proxy-read-timeout=250']);
+    const f = parseSettings(['--proxy=readonly', '-name', 'p1', '--proxy-read-timeout=250']);
     assert.equal(f.options.mode, 'readonly');
     assert.equal(f.name, 'p1');
     assert.equal(f.options.dataDir, 'p1.etcd');
@@ -24,18 +25,18 @@ describe('src/cli/flags: etcd proxy flags', () => {
     assert.equal(f.options.dialTimeout, 1000);
     assert.equal(f.options.writeTimeout, 5000);
     assert.equal(f.options.pipelineReads, 1);
-    assert.equal(parseFlags(['--pipeline-reads', '8']).options.pipelineReads, 8);
+    assert.equal(parseSettings(['--pipeline-reads', '8']).options.pipelineReads, 8);
     assert.equal(f.options.hedgeDelay, 'auto');
-    assert.equal(parseFlags(['--hedge-delay', '0']).options.hedgeDelay, 0, '0 turns hedging off');
-    assert.equal(parseFlags(['--hedge-delay=40']).options.hedgeDelay, 40);
-    assert.equal(parseFlags(['--hedge-delay', 'auto']).options.hedgeDelay, 'auto');
+    assert.equal(parseSettings(['--hedge-delay', '0']).options.hedgeDelay, 0, '0 turns hedging off');
+    assert.equal(parseSettings(['--hedge-delay=40']).options.hedgeDelay, 40);
+    assert.equal(parseSettings(['--hedge-delay', 'auto']).options.hedgeDelay, 'auto');
     assert.deepEqual(f.options.listenClientUrls, ['http://localhost:2379']);
     assert.equal(f.options.initialCluster, 'default=http://localhost:2380');
     assert.deepEqual(f.warnings, []);
   });
 
   test('--discovery and --discovery-proxy; the default --initial-cluster no longer applies', () => {
-    const f = parseFlags(['--discovery', 'http://127.0.0.1:2379/v2/keys/discovery/t', '--discovery-proxy=127.0.0.1:3128']);
+    const f = parseSettings(['--discovery', 'http://127.0.0.1:2379/v2/keys/discovery/t', '--discovery-proxy=127.0.0.1:3128']);
     assert.equal(f.options.discovery, 'http://127.0.0.1:2379/v2/keys/discovery/t');
     assert.equal(f.options.discoveryProxy, '127.0.0.1:3128');
     assert.equal(f.options.initialCluster, undefined);
@@ -43,7 +44,7 @@ describe('src/cli/flags: etcd proxy flags', () => {
   });
 
   test('--discovery-srv and --discovery-srv-name', () => {
-    const f = parseFlags(['--discovery-srv', 'example.com', '-discovery-srv-name', 'blue']);
+    const f = parseSettings(['--discovery-srv', 'example.com', '-discovery-srv-name', 'blue']);
     assert.equal(f.options.discoverySrv, 'example.com');
     assert.equal(f.options.discoverySrvName, 'blue');
     assert.equal(f.options.initialCluster, undefined);
@@ -51,32 +52,32 @@ describe('src/cli/flags: etcd proxy flags', () => {
   });
 
   test('--discovery-srv-dns-servers: a comma list of ip, ip:port and [ipv6]:port, given to createProxy as dnsServers', () => {
-    const f = parseFlags(['--discovery-srv', 'example.com', '--discovery-srv-dns-servers', '127.0.0.1:5353, 10.0.0.53,[::1]:53,fd00::53']);
+    const f = parseSettings(['--discovery-srv', 'example.com', '--discovery-srv-dns-servers', '127.0.0.1:5353, 10.0.0.53,[::1]:53,fd00::53']);
     assert.deepEqual(f.options.dnsServers, ['127.0.0.1:5353', '10.0.0.53', '[::1]:53', 'fd00::53']);
     assert.equal(f.options.discoverySrv, 'example.com');
-    assert.equal('dnsServers' in parseFlags(['--discovery-srv', 'example.com']).options, false);
+    assert.equal('dnsServers' in parseSettings(['--discovery-srv', 'example.com']).options, false);
   });
 
   test('a comma list of listen URLs', () => {
-    const f = parseFlags(['--listen-client-urls', 'http://127.0.0.1:1,http://127.0.0.1:2']);
+    const f = parseSettings(['--listen-client-urls', 'http://127.0.0.1:1,http://127.0.0.1:2']);
     assert.deepEqual(f.options.listenClientUrls, ['http://127.0.0.1:1', 'http://127.0.0.1:2']);
   });
 
   test('--backend v3 with --v3-prefix and --v3-user (the password may hold colons)', () => {
-    const f = parseFlags(['--backend', 'v3', '--v3-prefix', '/legacy', '--v3-user', 'proxy:pa:ss']);
+    const f = parseSettings(['--backend', 'v3', '--v3-prefix', '/legacy', '--v3-user', 'proxy:pa:ss']);
     assert.equal(f.options.backend, 'v3');
     assert.equal(f.options.v3Prefix, '/legacy');
     assert.equal(f.options.v3Username, 'proxy');
     assert.equal(f.options.v3Password, 'pa:ss');
-    const d = parseFlags([]);
+    const d = parseSettings([]);
     assert.equal(d.options.backend, undefined, 'forwarding (v2) by default');
     assert.equal(d.options.v3Prefix, undefined);
   });
 
   test('--v3-clients: forward by default, refuse keeps the immediate UNIMPLEMENTED answer', () => {
-    assert.equal(parseFlags([]).options.v3Clients, undefined, "createProxy's default: 'forward'");
-    assert.equal(parseFlags(['--v3-clients', 'forward']).options.v3Clients, undefined);
-    assert.equal(parseFlags(['--v3-clients=refuse']).options.v3Clients, 'refuse');
+    assert.equal(parseSettings([]).options.v3Clients, undefined, "createProxy's default: 'forward'");
+    assert.equal(parseSettings(['--v3-clients', 'forward']).options.v3Clients, undefined);
+    assert.equal(parseSettings(['--v3-clients=refuse']).options.v3Clients, 'refuse');
   });
 
   const bad: Array<[string[], RegExp]> = [
@@ -124,7 +125,7 @@ describe('src/cli/flags: etcd proxy flags', () => {
   for (const [argv, message] of bad) {
     test(`rejects ${argv.join(' ')} with one line naming the flag`, () => {
       assert.throws(
-        () => parseFlags(argv),
+        () => parseSettings(argv),
         (err: unknown) => err instanceof FlagError && message.test(err.message) && !err.message.includes('\n'),
       );
     });

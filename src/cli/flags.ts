@@ -225,14 +225,6 @@ function spelled(flag: string, value: string, source: SettingSource | undefined)
   return `${flag}: ${value}`;
 }
 
-/** Parses a command line alone (no environment, no config file). Throws {@link FlagError}. */
-export function parseFlags(argv: readonly string[]): ParsedFlags {
-  const args = parseArgv(argv);
-  const settings = new Map<string, Setting>();
-  for (const [flag, value] of args.values) settings.set(flag, { value, source: { kind: 'flag' } });
-  return { help: args.help, version: args.version, ...resolveSettings(settings, args.warnings) };
-}
-
 /**
  * Checks the settings, wherever they came from, and turns them into
  * createProxy options with etcd's defaults. Throws {@link FlagError}, whose

@@ -21,6 +21,7 @@
  *   compaction) serves instead, so a waitIndex v2 would have refused may be
  *   answered.
  */
+import { status } from '@grpc/grpc-js';
 import createDebug from 'debug';
 import type { WatchEvent, WatchResponse } from './rpc-types.js';
 import { V2Error } from './v2-error.js';
@@ -82,9 +83,6 @@ const debug = createDebug('etcd-v2-proxy:watch-hub');
 
 /** Directories whose lease the hub remembers at most (then it starts over). */
 const DIR_LEASE_CACHE = 10000;
-
-/** gRPC's status CANCELLED. */
-const GRPC_CANCELLED = 1;
 
 /** How long to wait before opening a stream again after `n` failures in a row. */
 function backoff(n: number): number {
@@ -525,7 +523,7 @@ export class WatchHub {
   private onStreamDown(err: Error | undefined): void {
     this.closeStream();
     if (this.closed) return;
-    if (err instanceof V3RpcError && err.grpcCode === GRPC_CANCELLED && !err.sent && err.endpoint === undefined) {
+    if (err instanceof V3RpcError && err.grpcCode === status.CANCELLED && !err.sent && err.endpoint === undefined) {
       // The client was closed: nothing to resume on.
       this.shutdown(err);
       return;

@@ -844,7 +844,8 @@ export class V3Store {
         },
       };
     };
-    return this.write(PathState.reads(L, p), blind, own, (snap) => {
+    // A refresh of a directory is always read first: it must find the node (100) and refuses a directory (102); the blind put would create one.
+    return this.write(PathState.reads(L, p), refresh && dir ? undefined : blind, own, (snap) => {
       const s = PathState.from(L, p, snap.results, snap.header.revision);
       if (refresh) {
         const err = s.lookupError();

@@ -10,6 +10,7 @@ import type { ClientRequest, ClientResponse } from '../forwarding/forward-reques
 import { V2Auth } from './v2-auth.js';
 import type { AuthCaller } from './v2-auth.js';
 import { V2Error, writeV2Error } from './v2-error.js';
+import { redirectTarget, writeRedirect } from './clean-path.js';
 import { KEYS_PREFIX, parseKeysRequest } from './v2-request.js';
 import type { V2KeysRequest } from './v2-request.js';
 import { V3Client, V3RpcError } from './v3-client.js';
@@ -289,6 +290,12 @@ export class V3Backend {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
+    const moved = redirectTarget(url);
+    if (moved !== undefined) {
+      req.resume();
+      writeRedirect(res, req.method ?? 'GET', moved);
+      return;
+    }
     this.pending++;
     try {
       if (this.auth.handles(path)) await this.auth.serve(req, res, path);
@@ -319,6 +326,11 @@ export class V3Backend {
   private async serveDirect(req: ClientRequest, res: ClientResponse, body: Buffer[] | undefined): Promise<void> {
     const method = req.method!;
     const url = req.url!;
+    const moved = redirectTarget(url);
+    if (moved !== undefined) {
+      writeRedirect(res, method, moved);
+      return;
+    }
     this.pending++;
     try {
       const form = body !== undefined && body.length > 0 && isForm(method, rawHeader(req.rawHeaders, 'content-type'));

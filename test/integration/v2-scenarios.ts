@@ -104,6 +104,7 @@ export interface Answer {
     'x-raft-term'?: string;
     'x-etcd-cluster-id'?: string;
     'www-authenticate'?: string;
+    location?: string;
   };
   /** The body parsed as JSON, or the text when it is not JSON. */
   body: unknown;
@@ -236,6 +237,27 @@ export const SCENARIOS: Scenario[] = [
       put('a dir among them', '/sort/m', { dir: true }),
       get('sorted', '/sort', { sorted: true }),
       get('sorted recursive', '/sort', { sorted: true, recursive: true }),
+    ],
+  },
+  {
+    name: 'unclean paths',
+    covers: 'a path with "//", "." or ".." (plain or percent-encoded): 301 to the cleaned path (Go\'s ServeMux), nothing applied',
+    steps: [
+      put('setup', '/pa/b', { value: 'v' }),
+      raw('double slash', 'GET', '/v2/keys/pa//b'),
+      raw('double slash first', 'GET', '/v2/keys//pa/b?recursive=true'),
+      raw('encoded double slash', 'GET', '/v2/keys/pa%2F%2Fb'),
+      raw('dot segment', 'GET', '/v2/keys/pa/./b'),
+      raw('dot-dot segment', 'GET', '/v2/keys/pa/zz/../b?quorum=true'),
+      raw('encoded dot-dot', 'GET', '/v2/keys/pa/%2E%2E/pa/b'),
+      raw('out of /v2/keys', 'GET', '/v2/keys/../../pa/b'),
+      raw('HEAD double slash', 'HEAD', '/v2/keys/pa//b'),
+      raw('PUT double slash', 'PUT', '/v2/keys/pa//c', { form: { value: 'y' } }),
+      get('the PUT was not applied', '/pa/c'),
+      raw('DELETE dot segment', 'DELETE', '/v2/keys/pa/./b'),
+      get('the DELETE was not applied', '/pa/b'),
+      raw('trailing slash is clean', 'GET', '/v2/keys/pa/'),
+      raw('a dot in a name is clean', 'PUT', '/v2/keys/pa/.b.', { form: { value: 'd' } }),
     ],
   },
   {
@@ -732,7 +754,9 @@ export function call(
   if (options.auth !== undefined) headers.Authorization = `Basic ${Buffer.from(options.auth.join(':')).toString('base64')}`;
   const timeout = options.timeout ?? 15000;
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${base}${target}`, { method, headers, agent: false, timeout }, (res) => {
+    // A target with "." or ".." segments goes as written (`path`): a URL string would lose them.
+    const dots = /\/\.\.?(\/|\?|$)/.test(target);
+    const req = httpRequest(dots ? base : `${base}${target}`, { ...(dots ? { path: target } : {}), method, headers, agent: false, timeout }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
@@ -824,7 +848,7 @@ export class OpenWatch {
 
 function pickHeaders(h: IncomingHttpHeaders): Answer['headers'] {
   const out: Answer['headers'] = {};
-  for (const name of ['content-type', 'x-etcd-index', 'x-raft-index', 'x-raft-term', 'x-etcd-cluster-id', 'www-authenticate'] as const) {
+  for (const name of ['content-type', 'x-etcd-index', 'x-raft-index', 'x-raft-term', 'x-etcd-cluster-id', 'www-authenticate', 'location'] as const) {
     const v = h[name];
     if (v !== undefined) out[name] = String(v);
   }

@@ -220,7 +220,7 @@ export function translateRevision(
 /** The v2 events of a whole watch response, in revision order. */
 export function translateResponse(prefix: string, events: readonly WatchEvent[], options: { nowMs?: number; headerRevision?: number } = {}): TranslatedEvent[] {
   const out: TranslatedEvent[] = [];
-  for (const group of groupByRevision(events)) out.push(...translateRevision(prefix, group.revision, group.events, options));
+  for (const group of groupByRevision(events)) for (const ev of translateRevision(prefix, group.revision, group.events, options)) out.push(ev);
   return out;
 }
 

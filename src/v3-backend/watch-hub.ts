@@ -395,11 +395,14 @@ export class WatchHub {
       this.shared = feed;
       this.dirLeases.clear();
       const waiting = this.waitCreated(feed);
+      // Awaited below, unless this call gives up first: its rejection (the hub closed meanwhile) is then no one's.
+      waiting.catch(() => undefined);
       const now = await this.currentRevision();
       if (this.shared !== feed || this.closed) throw this.closedError();
-      // (A stream re-opened meanwhile may have created it from now already.)
+      // (A stream re-opened meanwhile may have created it, from now, already: then it
+      // resumes from what it has seen, lastRev, and the read's revision is too late.)
       if (feed.watchId === 0 && !feed.created) {
-        if (now !== undefined) {
+        if (now !== undefined && feed.lastRev === 0) {
           feed.startRev = now + 1;
           feed.lastRev = now;
         }
@@ -621,7 +624,9 @@ export class WatchHub {
     const fresh = r.events.filter((ev) => Number(ev.kv.modRevision) > feed.lastRev);
     if (fresh.length === 0) return undefined;
     const translated = translateResponse(this.prefix, fresh, { headerRevision: Number(r.header.revision) });
-    const lastRev = Math.max(...fresh.map((ev) => Number(ev.kv.modRevision)));
+    // (Not Math.max(...): a recursive delete of a big directory is one response of as many events, past the spread's limit.)
+    let lastRev = 0;
+    for (const ev of fresh) lastRev = Math.max(lastRev, Number(ev.kv.modRevision));
     const lookups = this.inheritedLeases(feed, fresh, translated);
     const deliver = (): void => {
       if (!this.active(feed)) return;

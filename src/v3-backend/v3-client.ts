@@ -735,7 +735,11 @@ export class V3Client {
         return;
       }
       const m = this.methods.Watch.Watch;
-      const call = member.client.makeBidiStreamRequest<object, WatchResponse>(m.path, m.serialize, m.deserialize as (b: Buffer) => WatchResponse, metadata);
+      // As etcd's clientv3 asks for watches: a member that loses its leader (cut off from the
+      // others) ends the stream with "no leader" instead of keeping it open with no event.
+      const withLeader = metadata.clone();
+      withLeader.set('hasleader', 'true');
+      const call = member.client.makeBidiStreamRequest<object, WatchResponse>(m.path, m.serialize, m.deserialize as (b: Buffer) => WatchResponse, withLeader);
       stream.attach(call, (thrown) => {
         const err = toRpcError('Watch', endpoint.url, thrown);
         if (isMemberFailure(err)) this.balancer.reportFailure(endpoint, err);

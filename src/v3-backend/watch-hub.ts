@@ -447,13 +447,40 @@ export class WatchHub {
         this.resolveWaiters(feed);
       },
       (err: unknown) => {
-        // Compacted: its watch is being cancelled with the compact revision, which rejects the waiters.
-        if (/compacted/i.test(String((err as { details?: unknown }).details ?? (err as Error).message))) return;
+        if (/compacted/i.test(String((err as { details?: unknown }).details ?? (err as Error).message))) {
+          this.ownCompacted(feed, since);
+          return;
+        }
         feed.checked = true;
         this.resolveWaiters(feed);
       },
     );
     await waiting;
+  }
+
+  /**
+   * The history check of an own feed found `since` compacted. etcd cancels
+   * the watch (with the compact revision, which rejects the waiters with
+   * 401) when its start was compacted as it was created; but a watch that
+   * had caught up just before the compaction goes on, and its waiters would
+   * wait for ever. So: events from `since` on that already reached it show
+   * the history was there (the watch stands); otherwise the watch is made
+   * again from `since`, which etcd cancels for sure.
+   */
+  private ownCompacted(feed: Feed, since: number): void {
+    if (!this.active(feed) || feed.checked) return;
+    if (feed.lastRev >= since) {
+      feed.checked = true;
+      this.resolveWaiters(feed);
+      return;
+    }
+    if (feed.watchId !== 0) {
+      this.feeds.delete(feed.watchId);
+      this.stream?.cancel(feed.watchId);
+      feed.watchId = 0;
+      feed.created = false;
+    }
+    this.createFeed(feed);
   }
 
   /** Sends the create request of `feed` on the current stream (if there is one). */

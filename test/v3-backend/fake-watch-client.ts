@@ -12,10 +12,13 @@ import { KeyLayout } from '../../src/v3-backend/key-layout.js';
 export class FakeStream extends EventEmitter<WatchStreamEvents> {
   readonly endpoint = 'http://fake-member';
   readonly creates: WatchCreateRequest[] = [];
+  readonly cancels: number[] = [];
   create(req: WatchCreateRequest): void {
     this.creates.push(req);
   }
-  cancel(): void {}
+  cancel(watchId: number): void {
+    this.cancels.push(watchId);
+  }
   requestProgress(): void {}
   close(): void {}
   /** Sends a response on this stream (defaults: no event, not created, not canceled). */
@@ -27,8 +30,8 @@ export class FakeStream extends EventEmitter<WatchStreamEvents> {
 
 export class FakeWatchClient {
   readonly streams: FakeStream[] = [];
-  /** Reads waiting for the test to answer them with a revision. */
-  readonly reads: Array<(revision: number) => void> = [];
+  /** Reads waiting for the test to answer them with a revision, or to fail them as etcd would (a gRPC error's `details`). */
+  readonly reads: Array<{ answer(revision: number): void; fail(details: string): void }> = [];
 
   openWatchStream(): FakeStream {
     const s = new FakeStream();
@@ -37,8 +40,11 @@ export class FakeWatchClient {
   }
 
   range(): Promise<RangeResponse> {
-    return new Promise((resolve) => {
-      this.reads.push((revision) => resolve({ header: { clusterId: 0, memberId: 0, revision, raftTerm: 1 }, kvs: [], more: false, count: 0 }));
+    return new Promise((resolve, reject) => {
+      this.reads.push({
+        answer: (revision) => resolve({ header: { clusterId: 0, memberId: 0, revision, raftTerm: 1 }, kvs: [], more: false, count: 0 }),
+        fail: (details) => reject(Object.assign(new Error(details), { details })),
+      });
     });
   }
 

@@ -44,9 +44,9 @@ test('a stream that fails while the first watch reads the revision: the shared w
     // shared watch's, queued behind it): writes 101 to 105 happened meanwhile. Microtasks only,
     // so that the hub's reconnect timer cannot run in between.
     s2.emit('error', new Error('member 2 is gone'));
-    client.reads[0]!(105);
+    client.reads[0]!.answer(105);
     for (let i = 0; i < 100 && client.reads.length < 2; i++) await Promise.resolve();
-    client.reads[1]!(105);
+    client.reads[1]!.answer(105);
     await first;
     await until('a third stream with the shared watch', () => client.streams[2]?.creates.length === 1);
     const s3 = client.streams[2]!;

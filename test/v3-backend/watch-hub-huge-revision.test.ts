@@ -32,9 +32,9 @@ test('a watcher sees the delete of a directory of 150,000 nodes', async () => {
     const got: V2Event[] = [];
     const registered = hub.watch('/d', { recursive: true, stream: false }, (ev) => got.push(ev), () => undefined);
     await until('the watch reads the current revision', () => client.reads.length === 1);
-    client.reads[0]!(10);
+    client.reads[0]!.answer(10);
     await until("the shared watch's read", () => client.reads.length === 2);
-    client.reads[1]!(10);
+    client.reads[1]!.answer(10);
     await until('the shared watch is created', () => client.streams[0]?.creates.length === 1);
     const stream = client.streams[0]!;
     const watchId = stream.creates[0]!.watchId!;

@@ -4,6 +4,8 @@
  * stream and each read is settled by the test, in the order it chooses.
  * Tests that use it say why a real member would not do.
  */
+import assert from 'node:assert/strict';
+import { setImmediate as turn } from 'node:timers/promises';
 import { EventEmitter } from 'eventemitter3';
 import type { RangeResponse, WatchCreateRequest, WatchEvent, WatchResponse } from '../../src/v3-backend/rpc-types.js';
 import type { V3Client, WatchStreamEvents } from '../../src/v3-backend/v3-client.js';
@@ -73,6 +75,15 @@ export function deleted(key: Buffer, revision: number): WatchEvent {
     kv: { key, value: Buffer.alloc(0), createRevision: 0, modRevision: revision, version: 0, lease: 0 },
     prevKv: { key, value: Buffer.from('x'), createRevision: 5, modRevision: 5, version: 1, lease: 0 },
   };
+}
+
+/** Waits, a turn of the event loop at a time (at most 1,000), for `fact`; fails naming `what`. */
+export async function until(what: string, fact: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000; i++) {
+    if (fact()) return;
+    await turn();
+  }
+  assert.fail(`never happened: ${what}`);
 }
 
 export { layout };

@@ -16,17 +16,9 @@ import { test } from 'node:test';
 import { V2Error } from '../../src/v3-backend/v2-error.js';
 import type { V2Event } from '../../src/v3-backend/v2-events.js';
 import { WatchHub } from '../../src/v3-backend/watch-hub.js';
-import { action, FakeWatchClient, putFile } from './fake-watch-client.js';
+import { action, FakeWatchClient, putFile, until } from './fake-watch-client.js';
 
 const COMPACTED = 'etcdserver: mvcc: required revision has been compacted';
-
-async function until(what: string, fact: () => boolean): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (fact()) return;
-    await turn();
-  }
-  assert.fail(`never happened: ${what}`);
-}
 
 /** A hub whose shared watch is at revision 100, and a watch with waitIndex 50 whose own v3 watch (from 51) etcd has created. */
 async function pastWatch(onEvent: (ev: V2Event) => void): Promise<{ client: FakeWatchClient; hub: WatchHub; registered: Promise<unknown> }> {

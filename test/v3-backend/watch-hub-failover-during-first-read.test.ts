@@ -12,19 +12,10 @@
  * cannot be timed with real members.
  */
 import assert from 'node:assert/strict';
-import { setImmediate as turn } from 'node:timers/promises';
 import { test } from 'node:test';
 import { WatchHub } from '../../src/v3-backend/watch-hub.js';
 import type { V2Event } from '../../src/v3-backend/v2-events.js';
-import { action, FakeWatchClient, putFile } from './fake-watch-client.js';
-
-async function until(what: string, fact: () => boolean): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (fact()) return;
-    await turn();
-  }
-  assert.fail(`never happened: ${what}`);
-}
+import { action, FakeWatchClient, putFile, until } from './fake-watch-client.js';
 
 test('a stream that fails while the first watch reads the revision: the shared watch resumes from what it had seen', async () => {
   const client = new FakeWatchClient();

@@ -11,19 +11,10 @@
  * member to delete them would take a test most of a minute.
  */
 import assert from 'node:assert/strict';
-import { setImmediate as turn } from 'node:timers/promises';
 import { test } from 'node:test';
 import { WatchHub } from '../../src/v3-backend/watch-hub.js';
 import type { V2Event } from '../../src/v3-backend/v2-events.js';
-import { action, deleted, FakeWatchClient, layout } from './fake-watch-client.js';
-
-async function until(what: string, fact: () => boolean): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (fact()) return;
-    await turn();
-  }
-  assert.fail(`never happened: ${what}`);
-}
+import { action, deleted, FakeWatchClient, layout, until } from './fake-watch-client.js';
 
 test('a watcher sees the delete of a directory of 150,000 nodes', async () => {
   const client = new FakeWatchClient();

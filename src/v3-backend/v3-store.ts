@@ -27,6 +27,7 @@
  * the action key. A revision without the action key is a lease expiry.
  */
 import { setMaxListeners } from 'node:events';
+import { status } from '@grpc/grpc-js';
 import { InvalidOptionError } from '../errors.js';
 import { describe, signalOption } from '../validate-options.js';
 import { ReadBatcher } from './read-batcher.js';
@@ -44,6 +45,7 @@ import type {
   TxnResponse,
 } from './rpc-types.js';
 import { V2Error } from './v2-error.js';
+import { V3RpcError } from './v3-client.js';
 import type { V3Client } from './v3-client.js';
 
 /**
@@ -1023,6 +1025,10 @@ export class V3Store {
     reattach.reverse();
     const pins = s.pins();
     const levelCompares = levels.map((_, i) => rangeUnchangedSince(L.levelPrefix(p, d + 1 + i), revision));
+    if (pins.length + levelCompares.length + 2 > MAX_TXN_OPS) {
+      // The last transaction compares each level of the subtree: past the limit no step makes it fit (before, each step moved nothing, 10,000 times).
+      throw new V2Error(300, `a directory with more than ${MAX_TXN_OPS - pins.length - 2} levels below it cannot have its TTL changed (etcd's --max-txn-ops)`, v2Index(revision));
+    }
     if (pins.length + levelCompares.length + reattach.length + 2 > MAX_TXN_OPS) {
       const chunk = reattach.slice(0, REATTACH_CHUNK);
       return {
@@ -1253,6 +1259,8 @@ export class V3Store {
     let conflicts = 0;
     let steps = 0;
     let used = false;
+    /** A step put nodes on `own`, or a transaction failed with no word on whether it was applied: `own` may hold keys. */
+    let mayHoldKeys = false;
     try {
       for (;;) {
         let attempt: Attempt | V2Error;
@@ -1270,6 +1278,7 @@ export class V3Store {
         try {
           resp = await this.client.txn({ compare: attempt.compares, success: attempt.success, failure: step ? [] : failure }, this.callOptions);
         } catch (err) {
+          if (outcomeUnknown(err)) mayHoldKeys = true;
           // A lease that ended in the meantime (a parent's that expired): wait for the cluster to remove its keys, then plan again.
           const details = (err as { details?: unknown }).details;
           if (typeof details !== 'string' || !/lease not found/.test(details) || ++conflicts > maxAttempts) throw err;
@@ -1281,6 +1290,7 @@ export class V3Store {
           if (attempt.attached === own) used = true;
           this.lastRevision = Math.max(this.lastRevision, resp.header.revision);
           if (step) {
+            mayHoldKeys = true;
             if (++steps > 10000) throw new V2Error(300, 'too many steps re-attaching a subtree', v2Index(resp.header.revision));
             snap = await this.snapshot(reads);
             continue;
@@ -1297,7 +1307,11 @@ export class V3Store {
         snap = !step && failure.length > 0 ? this.snapshotOf(resp) : await this.snapshot(reads);
       }
     } finally {
-      if (own !== 0 && !used) this.revoke(own);
+      // A lease that may hold keys is revoked only once it holds none: revoking it would delete them.
+      if (own !== 0 && !used) {
+        if (mayHoldKeys) this.revokeWhenUnused(own);
+        else this.revoke(own);
+      }
     }
   }
 
@@ -1357,6 +1371,17 @@ export class V3Store {
       if (ttl.TTL > 0 && ttl.keys.length === 0) await this.client.leaseRevoke(lease, this.callOptions);
     })().catch(() => undefined);
   }
+}
+
+/**
+ * Whether a failed transaction may have been applied all the same: it left
+ * (or may have), and the answer that was lost, not etcd, failed it (a
+ * deadline, a connection gone, etcd's own "request timed out").
+ */
+function outcomeUnknown(err: unknown): boolean {
+  if (!(err instanceof V3RpcError)) return true;
+  if (!err.sent) return false;
+  return err.grpcCode === status.DEADLINE_EXCEEDED || err.grpcCode === status.UNAVAILABLE || err.grpcCode === status.CANCELLED || err.grpcCode === status.UNKNOWN || err.grpcCode === status.INTERNAL;
 }
 
 /** Waits `ms`, less when `signal` aborts (the timer is part of a request in flight: not unref'd). */

@@ -5,6 +5,7 @@ import { InvalidOptionError } from '../errors.js';
 import { balancerValue, describe, signalOption } from '../validate-options.js';
 import type { ClusterMember, MemberListResponse, StatusResponse } from './rpc-types.js';
 import { StoreCounters, hexId, leaderStats, selfStats } from './v2-stats.js';
+import { writeMethodNotAllowed } from './v2-error.js';
 import { V3RpcError } from './v3-client.js';
 import type { V3Client } from './v3-client.js';
 
@@ -578,16 +579,6 @@ function allowMethod(req: IncomingMessage, res: ServerResponse, methods: readonl
   return false;
 }
 
-function writeMethodNotAllowed(res: ServerResponse, allow: string | undefined): void {
-  const body = 'Method Not Allowed\n';
-  if (allow !== undefined) res.setHeader('Allow', allow);
-  res.writeHead(405, {
-    'Content-Type': 'text/plain; charset=utf-8',
-    'X-Content-Type-Options': 'nosniff',
-    'Content-Length': String(Buffer.byteLength(body)),
-  });
-  res.end(body);
-}
 
 /** A JSON answer: Go's `json.NewEncoder(w).Encode` ends it with a newline (`newline`), `w.Write(json.Marshal(...))` does not. */
 function writeJson(res: ServerResponse, status: number, value: unknown, newline: boolean): void {

@@ -9,7 +9,7 @@ import { InvalidOptionError } from '../errors.js';
 import { rawHeader } from '../forwarding/forward-request.js';
 import { describe, signalOption } from '../validate-options.js';
 import type { KeyValue, RequestOp, WatchResponse } from './rpc-types.js';
-import { V2Error } from './v2-error.js';
+import { V2Error, writeMethodNotAllowed } from './v2-error.js';
 import type { V3Client, WatchStream } from './v3-client.js';
 
 const debug = createDebug('etcd-v2-proxy:v2-auth');
@@ -210,13 +210,14 @@ class View {
     return e !== undefined;
   }
 
+  /** The stored users, sorted; names starting with `_` left out, as native v2's listing leaves out its hidden nodes. */
   userNames(): string[] {
-    return goSort([...this.data.users.keys()]);
+    return goSort([...this.data.users.keys()].filter(listed));
   }
 
-  /** root and the stored roles, sorted. */
+  /** root and the stored roles, sorted; names starting with `_` left out, as for users. */
   roleNames(): string[] {
-    return goSort([...new Set([ROOT, ...this.data.roles.keys()])]);
+    return goSort([...new Set([ROOT, ...[...this.data.roles.keys()].filter(listed)])]);
   }
 }
 
@@ -884,16 +885,15 @@ function answer(fn: () => Reply): Reply {
   }
 }
 
+/** A user or role name native v2 lists: its store keeps each as a node, and leaves hidden (`_`) ones out of listings. */
+function listed(name: string): boolean {
+  return !name.startsWith('_');
+}
+
 /** v2's 405: `Allow` and Go's plain-text "Method Not Allowed". */
 function allowMethod(res: ServerResponse, method: string, allowed: readonly string[]): boolean {
   if (allowed.includes(method)) return true;
-  res.writeHead(405, {
-    Allow: allowed.join(','),
-    'Content-Type': 'text/plain; charset=utf-8',
-    'X-Content-Type-Options': 'nosniff',
-    'Content-Length': '19',
-  });
-  res.end('Method Not Allowed\n');
+  writeMethodNotAllowed(res, allowed.join(','));
   return false;
 }
 

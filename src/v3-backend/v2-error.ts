@@ -4,6 +4,7 @@
  * (`cause` left out when empty, as Go's `omitempty`).
  */
 import { EtcdProxyError } from '../errors.js';
+import type { ServerResponse } from 'node:http';
 import type { ClientResponse } from '../forwarding/forward-request.js';
 
 /** v2's message of each error code. */
@@ -113,5 +114,17 @@ export function writeV2Error(res: Pick<ClientResponse, 'writeHead' | 'end'>, e: 
   const headers = ['Content-Type', 'application/json', 'X-Etcd-Index', String(e.index), 'Content-Length', String(Buffer.byteLength(body))];
   if (clusterIdHex !== undefined) headers.push('X-Etcd-Cluster-Id', clusterIdHex);
   res.writeHead(e.status, undefined, headers);
+  res.end(body);
+}
+
+/** Go's 405 as etcd's v2 handlers write it: plain-text "Method Not Allowed", with `Allow` when given. */
+export function writeMethodNotAllowed(res: ServerResponse, allow: string | undefined): void {
+  const body = 'Method Not Allowed\n';
+  if (allow !== undefined) res.setHeader('Allow', allow);
+  res.writeHead(405, {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'X-Content-Type-Options': 'nosniff',
+    'Content-Length': String(Buffer.byteLength(body)),
+  });
   res.end(body);
 }

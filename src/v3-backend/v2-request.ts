@@ -128,11 +128,13 @@ export function parseKeysRequest(method: string, target: string, body: string | 
   const waitIndex = uint('waitIndex', 203);
   const recursive = flag('recursive');
   const sorted = flag('sorted');
-  const wait = flag('wait');
+  const waitFlag = flag('wait');
   const dir = flag('dir');
   const quorum = flag('quorum');
   const stream = flag('stream');
-  if (wait && method !== 'GET') throw new V2Error(209, '"wait" can only be used with GET requests', 0);
+  if (waitFlag && method !== 'GET') throw new V2Error(209, '"wait" can only be used with GET requests', 0);
+  // etcd makes a quorum GET a linearizable read before it looks at `wait`: no watch.
+  const wait = waitFlag && !quorum;
   const prevValue = first('prevValue');
   if (prevValue === '') throw new V2Error(201, '"prevValue" cannot be empty', 0);
   const noValueOnSuccess = flag('noValueOnSuccess');

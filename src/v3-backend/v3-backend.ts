@@ -9,7 +9,7 @@ import { rawHeader } from '../forwarding/forward-request.js';
 import type { ClientRequest, ClientResponse } from '../forwarding/forward-request.js';
 import { V2Auth } from './v2-auth.js';
 import type { AuthCaller } from './v2-auth.js';
-import { V2Error, writeV2Error } from './v2-error.js';
+import { V2Error, writeMethodNotAllowed, writeV2Error } from './v2-error.js';
 import { redirectTarget, writeRedirect } from './clean-path.js';
 import { KEYS_PREFIX, parseKeysRequest } from './v2-request.js';
 import type { V2KeysRequest } from './v2-request.js';
@@ -312,8 +312,7 @@ export class V3Backend {
     const method = req.method ?? 'GET';
     if (!isKeysMethod(method)) {
       req.resume();
-      res.writeHead(405, { Allow: 'HEAD,GET,PUT,POST,DELETE', 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' });
-      res.end('Method Not Allowed\n');
+      writeMethodNotAllowed(res, 'HEAD,GET,PUT,POST,DELETE');
       return;
     }
     await this.answer(req, res, method, url, await readForm(req, method));

@@ -222,6 +222,10 @@ export const SCENARIOS: Scenario[] = [
       get('missing', '/g/nope'),
       get('missing under a file', '/g/a/nope'),
       get('missing quorum', '/g/nope', { quorum: true }),
+      // etcd makes a quorum GET a linearizable read before it looks at `wait`: an answer at once, no watch.
+      get('wait with quorum reads', '/g/a', { wait: true, quorum: true }),
+      get('wait with quorum and a waitIndex reads', '/g/a', { wait: true, quorum: true, waitIndex: 1, recursive: true }),
+      get('wait with quorum, missing', '/g/nope', { wait: true, quorum: true }),
       raw('HEAD file', 'HEAD', '/v2/keys/g/a'),
       raw('HEAD missing', 'HEAD', '/v2/keys/g/nope'),
       get('flag spelled 1/t/True', '/g', { recursive: '1', sorted: 'T', quorum: 'True' }),

@@ -196,6 +196,11 @@ const steps: Step[] = [
   { method: 'PUT', path: '/v2/auth/users/ghost', body: { user: 'ghost', grant: ['writer'] } },
   { path: '/v2/auth/users/bob' },
   { path: '/v2/auth/users/carol' },
+  // A user and a role whose names start with "_": native v2 keeps them as hidden nodes, readable but left out of the lists.
+  { method: 'PUT', path: '/v2/auth/users/_hidden', body: { user: '_hidden', password: 'hpw' } },
+  { method: 'PUT', path: '/v2/auth/roles/_hidden', body: { role: '_hidden', permissions: { kv: { read: ['/h/*'], write: [] } } } },
+  { path: '/v2/auth/users/_hidden' },
+  { path: '/v2/auth/roles/_hidden' },
   { path: '/v2/auth/users' },
   { path: '/v2/auth/roles' },
   { path: '/v2/auth/users/a/b' },

@@ -72,6 +72,10 @@ describe("v3 mode: keys requests on createProxy's own reader", { skip: skipWitho
     const patch = await http(`${url}/v2/keys/own/b`, { method: 'PATCH' });
     assert.equal(patch.status, 405);
     assert.equal(patch.headers.allow, 'HEAD,GET,PUT,POST,DELETE');
+    // Framed as Go frames it: a length, not chunks.
+    assert.equal(patch.headers['content-length'], '19');
+    assert.equal(patch.headers['transfer-encoding'], undefined);
+    assert.equal(patch.body, 'Method Not Allowed\n');
   });
 
   test('etcdctl v2 with auth enabled: the checks read the credentials of each request', async () => {

@@ -177,6 +177,9 @@ export function sortConnections(server: Server | HttpsServer, onStream: H2Stream
     else toServer(socket, head);
   }
   function toHttp2(socket: Socket, unread: Buffer | undefined): void {
+    // node:http's sockets are half-open: a client's FIN would leave the HTTP/2 session,
+    // its streams and their calls to the members open for good (node:http2's own servers are not).
+    socket.allowHalfOpen = false;
     if (unread !== undefined) socket.unshift(unread);
     h2.emit('connection', socket);
   }

@@ -91,6 +91,15 @@ describe('etcd v3 clients over TLS: ALPN h2 on an https listener, TLS to the mem
     assert.equal((await ctl3(p.url, [...tlsArgs, 'del', 'tls/k'])).stdout, '1\n');
   });
 
+  // The h2c listener kept such connections (grpc-client-exits.test.ts); TLS ones were closed: kept so.
+  it('etcdctl runs leave no connection behind on the https listener either', async () => {
+    const connections = (): Promise<number> =>
+      new Promise((resolve, reject) => p.servers[0]!.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+    const open = await connections();
+    for (let i = 0; i < 3; i++) assert.equal((await ctl3(p.url, [...tlsArgs, 'put', 'tls/exits', String(i)])).code, 0);
+    await eventually(async () => (await connections()) === open, 5000, 'every etcdctl connection to be closed');
+  });
+
   it('without a client certificate the TLS handshake is refused, v3 as v2', async () => {
     const res = await ctl3(p.url, ['--insecure-transport=false', `--cacert=${certs.ca}`, 'get', 'tls/k']);
     assert.notEqual(res.code, 0);

@@ -204,6 +204,15 @@ export class EndpointBalancer extends EventEmitter<EndpointBalancerEvents> {
   }
 
   /**
+   * Looks the leader up now rather than at the next refresh: the caller
+   * knows it changed (a leadership transfer it forwarded). No-op without
+   * `leaderWrites`.
+   */
+  relearnLeader(): void {
+    this.lookUpLeaderSoon(0);
+  }
+
+  /**
    * Replaces the set of client URLs. Endpoints whose URL stays keep their
    * state and connections; new ones start up; removed ones stop getting
    * requests, and their pool closes when their last request ends. The list

@@ -437,6 +437,8 @@ class GrpcCall {
     client.off('end', onClientEnd);
     client.resume();
     fwd.calls.delete(this);
+    // The leader just changed: the next Status or write must not go to the old one for a refresh interval.
+    if (code === GrpcCode.OK && this.route.method === 'MoveLeader' && this.route.service === 'etcdserverpb.Maintenance') fwd.balancer.relearnLeader();
     if (fwd.events.listenerCount('finished') > 0) {
       fwd.events.emit('finished', {
         method: this.method,

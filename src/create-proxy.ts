@@ -16,7 +16,7 @@ import type { ClusterSnapshot } from './cluster/cluster-resolver.js';
 import type { DiscoveryProgress, DiscoveryRetry } from './cluster/discovery.js';
 import type { BalancerStrategy, StrategyName } from './balancer/balancer-strategy.js';
 import { EndpointBalancer } from './balancer/endpoint-balancer.js';
-import { InvalidOptionError, V2DisabledError } from './errors.js';
+import { InvalidOptionError, ListenError, V2DisabledError } from './errors.js';
 import { getJson } from './cluster/get-json.js';
 import { V3Backend } from './v3-backend/v3-backend.js';
 import { describe, durationOption, signalOption } from './validate-options.js';
@@ -129,6 +129,14 @@ export interface CreateProxyOptions {
    * the request gets 408 and nothing is forwarded. Default: 30000.
    */
   clientRequestTimeout?: number;
+  /**
+   * ms a client's keep-alive connection may stay idle between requests
+   * before the proxy closes it. etcd's proxy never closes one; node:http's
+   * default is 5 s, shorter than what HTTP clients keep an idle connection
+   * for (Go's: 90 s), so a client could send a write on a connection the
+   * proxy was closing. Default: 120000 (longer than Go's); 0: never.
+   */
+  clientKeepAliveTimeout?: number;
   /**
    * ms `close()` lets requests in flight finish before aborting what is left,
    * open watches included. Default: 5000.
@@ -440,6 +448,7 @@ export async function createProxy(options: CreateProxyOptions): Promise<EtcdV2Pr
   const serverTimeouts = {
     headersTimeout: durationOption('clientHeadersTimeout', options.clientHeadersTimeout, 10000, 1),
     requestTimeout: durationOption('clientRequestTimeout', options.clientRequestTimeout, 30000, 1),
+    keepAliveTimeout: durationOption('clientKeepAliveTimeout', options.clientKeepAliveTimeout, 120000),
   };
   const shutdownTimeout = durationOption('shutdownTimeout', options.shutdownTimeout, 5000);
   const early = (event: keyof EtcdV2ProxyEvents, arg: unknown): void => (listeners[event] as ((a: unknown) => void) | undefined)?.(arg);
@@ -601,13 +610,14 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
     this.handler.handle(req, res);
   };
 
-  async listen(urls: readonly URL[], timeouts: { headersTimeout: number; requestTimeout: number }, tls: ListenerTls | undefined): Promise<void> {
+  async listen(urls: readonly URL[], timeouts: { headersTimeout: number; requestTimeout: number; keepAliveTimeout: number }, tls: ListenerTls | undefined): Promise<void> {
     for (const u of urls) {
       const httpOptions = { headersTimeout: timeouts.headersTimeout, requestTimeout: timeouts.requestTimeout, connectionsCheckingInterval: 500 };
       const server =
         u.protocol === 'https:' && tls !== undefined
           ? createHttpsServer({ ...tls.serverOptions, ...httpOptions, handshakeTimeout: timeouts.headersTimeout }, this.serve)
           : createServer(httpOptions, this.serve);
+      server.keepAliveTimeout = timeouts.keepAliveTimeout;
       if (u.protocol === 'https:') {
         // node:tls closes a connection whose client certificate fails verification before anything
         // reads its address; read it on arrival so that the TCP socket keeps it for the event.
@@ -626,7 +636,7 @@ class RunningProxy extends EventEmitter<EtcdV2ProxyEvents> implements EtcdV2Prox
       this.servers.push(server);
       const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
       await new Promise<void>((resolve, reject) => {
-        server.once('error', (err) => reject(new InvalidOptionError('listenClientUrls', `cannot listen on ${u.origin}: ${err.message}`)));
+        server.once('error', (err) => reject(new ListenError(u.origin, { cause: err })));
         // A deep accept queue (Go's is 4096, Node's 511) lets thousands of watchers connect at once.
         server.listen({ port: u.port === '' ? 80 : Number(u.port), host, backlog: 4096 }, () => resolve());
       });

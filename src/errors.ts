@@ -79,6 +79,24 @@ export class ClusterUnreachableError extends EtcdProxyError {
 }
 
 /**
+ * A listen URL could not be listened on (its port taken, its address not
+ * this host's, no permission): a fault of the host, not of the option, which
+ * may go away (the CLI exits 1, as etcd, not 2).
+ * @public
+ */
+export class ListenError extends EtcdProxyError {
+  /** Always `ERR_ETCD_PROXY_LISTEN`. */
+  declare readonly code: 'ERR_ETCD_PROXY_LISTEN';
+  /** The listen URL's origin, e.g. `http://127.0.0.1:2379`. */
+  readonly url: string;
+
+  constructor(url: string, options: { cause: Error }) {
+    super('ERR_ETCD_PROXY_LISTEN', `cannot listen on ${url}: ${options.cause.message}`, options);
+    this.url = url;
+  }
+}
+
+/**
  * The cluster file `<dataDir>/proxy/cluster` exists but cannot be read or is
  * not etcd's `{"PeerURLs":[...]}` format. The file is left untouched.
  * @public

@@ -56,6 +56,7 @@ export {
   EtcdProxyError,
   InitialClusterError,
   InvalidOptionError,
+  ListenError,
   MemberDataDirError,
   SrvDiscoveryError,
   UpstreamError,

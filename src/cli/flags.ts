@@ -186,7 +186,8 @@ export function parseArgv(argv: readonly string[]): Argv {
       value = next;
       i++;
     }
-    if (values.has(flag)) throw new FlagError(`--${flag} is given twice ("${values.get(flag)}" and "${value}")`);
+    // As etcd (Go's flag package): the last one counts. Said, since a wrapper may have meant the first.
+    if (values.has(flag)) warnings.push(`warning: --${flag} is given twice ("${values.get(flag)}", then "${value}"): the last is used, as in etcd`);
     values.set(flag, value);
   }
   return { help, version, warnings, values };

@@ -102,6 +102,16 @@ describe('examples/cli.ts against a real etcd member', { skip: skipWithoutEtcd }
     }
   });
 
+  test("a listen URL whose port is taken: exit 1 (the host's fault, not the flag's, as etcd), one line naming it", async () => {
+    const m = await member();
+    // The member's own client port is taken, by the member.
+    const cli = runCli(['--listen-client-urls', m.clientUrl, '--initial-cluster', `${m.name}=${m.peerUrl}`, '--data-dir', await tempDir()]);
+    assert.equal(await cli.exited, 1, cli.stderr());
+    const errors = cli.stderr().trimEnd().split('\n').filter((l) => !/ (I|N|W) \| /.test(l));
+    assert.equal(errors.length, 1, cli.stderr());
+    assert.match(errors[0]!, new RegExp(`cannot listen on ${m.clientUrl}: .*EADDRINUSE`));
+  });
+
   test('a corrupt cluster file: exit 1, the file named, its bytes untouched', async () => {
     const dataDir = await tempDir();
     await mkdir(join(dataDir, 'proxy'), { mode: 0o700 });

@@ -80,6 +80,22 @@ describe('limits and bad input', { skip: skipWithoutEtcd }, () => {
     assert.ok(closed >= 900 && closed < 3500, `closed after ${closed} ms`);
   });
 
+  test('an idle keep-alive connection: kept 120 s by default (etcd keeps it, node:http would close it after 5 s); clientKeepAliveTimeout closes it', async () => {
+    assert.equal(p.servers[0]!.keepAliveTimeout, 120000);
+    const q = await proxy({ initialCluster: `${m.name}=${m.peerUrl}`, dataDir: await tempDir(), clientKeepAliveTimeout: 300 });
+    const s = connect(Number(new URL(q.url).port), '127.0.0.1');
+    s.on('error', () => undefined);
+    let answer = '';
+    s.on('data', (b: Buffer) => (answer += b.toString('latin1')));
+    const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
+    s.write(`GET /v2/keys/ HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await closed;
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    // The default, as the proxy tells its clients.
+    const res = await http(`${url}/v2/keys/`, { headers: { Connection: 'keep-alive' } });
+    assert.equal(res.headers['keep-alive'], 'timeout=120');
+  });
+
   test('a body never finished: 408 after clientRequestTimeout, no upstream request, no upstream connection held', async () => {
     const before = await requestsReceived(m.clientUrl);
     const { text, ms } = await exchange(port, 'PUT /v2/keys/never HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nvalue=', 6000);

@@ -216,6 +216,12 @@ interface SourceNode {
 interface Wanted {
   readonly key: string;
   readonly node: SourceNode;
+  /**
+   * The target lease of the directory whose TTL the node goes with, when
+   * that directory stays as it is in the target: the node must be on the
+   * same lease, or the v3 backend would take its TTL for the node's own.
+   */
+  inherit?: number;
 }
 
 /** A key already under the target prefix, in the layout. */
@@ -356,6 +362,22 @@ async function copy(o: CheckedOptions, started: number): Promise<MigrationReport
     if (there !== undefined) changed++;
     toWrite.push(w);
   }
+  // A node that goes with a directory's TTL joins that directory's lease, when the
+  // directory is not written again (a re-run): a fresh lease of the same expiry would be
+  // taken for the node's own TTL, kept when the directory's changes.
+  const rewritten = new Set(toWrite.map((w) => w.key));
+  for (const w of toWrite) {
+    const expiry = w.node.expiry;
+    if (expiry === undefined || w.node.ownExpiry === expiry) continue;
+    for (let p = KeyLayout.parent(w.node.path); p !== '/' && p !== ''; p = KeyLayout.parent(p)) {
+      const dir = tree.get(p);
+      if (dir?.ownExpiry !== expiry) continue;
+      const dirKey = keys.dirKey(p).toString('utf8');
+      const there = layout.get(dirKey);
+      if (there !== undefined && !rewritten.has(dirKey) && there.kv.lease !== 0) w.inherit = there.kv.lease;
+      break;
+    }
+  }
   // Target nodes the source does not have: the other kind of node at a source path, and
   // anything under a source file, must go; the others go with `prune`.
   // A hidden target node the source was not asked about (no `hidden` path covers it) may
@@ -399,7 +421,7 @@ async function copy(o: CheckedOptions, started: number): Promise<MigrationReport
       prefix: o.prefix, files, dirs, hidden, withTtl, written: toWrite.length, unchanged, skippedExpired,
       deleted: toDelete.length, extra, hiddenMissing, sourceIndex,
       // The copy's own transactions advance the revision too.
-      indexAdvanced: o.matchIndex ? Math.max(0, sourceIndex + 1 - targetRevision - Math.ceil(toWrite.length / (o.batchOps - 1)) - Math.ceil(toDelete.length / (o.batchOps - 1))) : 0,
+      indexAdvanced: o.matchIndex ? Math.max(0, sourceIndex + 1 - targetRevision - [...batches(toWrite, o.batchOps - 1)].length - Math.ceil(toDelete.length / (o.batchOps - 1))) : 0,
       dryRun: true, ms: Date.now() - started,
     };
   }
@@ -418,16 +440,15 @@ async function copy(o: CheckedOptions, started: number): Promise<MigrationReport
     deleted += batch.length;
   }
   toWrite.sort((a, b) => KeyLayout.depth(a.node.path) - KeyLayout.depth(b.node.path) || a.node.createdIndex - b.node.createdIndex || (a.key < b.key ? -1 : 1));
-  for (let i = 0; i < toWrite.length; i += perBatch) {
+  for (const batch of batches(toWrite, perBatch)) {
     stopIfAborted();
-    const batch = toWrite.slice(i, i + perBatch);
     // The batch's leases at once (one per distinct expiry), then one transaction.
     const leases = new Map<number, number | undefined>();
-    for (const w of batch) if (w.node.expiry !== undefined) leases.set(w.node.expiry, undefined);
+    for (const w of batch) if (w.node.expiry !== undefined && w.inherit === undefined) leases.set(w.node.expiry, undefined);
     await Promise.all([...leases.keys()].map(async (expiry) => leases.set(expiry, await writer.lease(expiry))));
     const ops: RequestOp[] = [];
     for (const w of batch) {
-      const lease = w.node.expiry === undefined ? 0 : leases.get(w.node.expiry);
+      const lease = w.node.expiry === undefined ? 0 : w.inherit !== undefined && w.node.expiry > Date.now() ? w.inherit : leases.get(w.node.expiry);
       if (lease === undefined) {
         skippedExpired++;
         continue;
@@ -843,6 +864,8 @@ class TargetWriter {
 
   /** The lease of nodes that run out at `expiry` (granted on first use); undefined when that is past. */
   async lease(expiry: number): Promise<number | undefined> {
+    // (A lease granted earlier in the run may have run out since: its nodes are skipped as expired.)
+    if (expiry <= Date.now()) return undefined;
     const known = this.leases.get(expiry);
     if (known !== undefined) return known;
     for (let attempt = 0; ; attempt++) {
@@ -878,6 +901,30 @@ async function targetCall<T>(call: () => Promise<T>, signal: AbortSignal | undef
 // --- comparing ---
 
 /** The target's key-value equals what the node would be written as (kind is in the key). */
+/**
+ * Bytes of keys and values one transaction carries at most: below etcd's
+ * request limit (`--max-request-bytes`, 1.5 MiB by default), which a batch
+ * of ordinary values (100 of 20 KB) would pass. A larger node goes alone.
+ */
+const BATCH_BYTES = 1024 * 1024;
+
+/** `toWrite` in batches of at most `ops` nodes and {@link BATCH_BYTES} (a larger node alone). */
+function* batches(toWrite: readonly Wanted[], ops: number): Generator<Wanted[]> {
+  let batch: Wanted[] = [];
+  let bytes = 0;
+  for (const w of toWrite) {
+    const size = Buffer.byteLength(w.key) + Buffer.byteLength(w.node.value);
+    if (batch.length > 0 && (batch.length >= ops || bytes + size > BATCH_BYTES)) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(w);
+    bytes += size;
+  }
+  if (batch.length > 0) yield batch;
+}
+
 function isEqual(kv: KeyValue, node: SourceNode): boolean {
   if (!kv.value.equals(Buffer.from(node.value, 'utf8'))) return false;
   if (node.expiry === undefined) return kv.lease === 0;

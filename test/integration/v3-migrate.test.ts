@@ -279,6 +279,44 @@ describe('migrateV2Store: a live v2 store copied into the v3 layout', { skip: sk
     }
   });
 
+  test('a re-run: a node added to a TTL directory since goes on the directory\'s lease (its TTL is the directory\'s, not its own)', async () => {
+    // It got a fresh lease of the same expiry, which the v3 backend took for the node's own TTL:
+    // kept when the directory's TTL was later removed, so the node vanished at the old expiry.
+    const P3 = '/rerun';
+    const l3 = new KeyLayout(P3);
+    const s = source.clientUrl;
+    await v2(s, 'PUT', '/rr', { dir: true, ttl: 600 });
+    await v2(s, 'PUT', '/rr/first', { value: '1' });
+    await migrateV2Store({ source: s, target: client, prefix: P3 });
+    await v2(s, 'PUT', '/rr/later', { value: '2' });
+    await migrateV2Store({ source: s, target: client, prefix: P3, force: true });
+    const kvs = await dump(client, P3);
+    const dirLease = kvs.get(l3.dirKey('/rr').toString())!.lease;
+    assert.notEqual(dirLease, 0);
+    assert.equal(kvs.get(l3.fileKey('/rr/first').toString())!.lease, dirLease);
+    assert.equal(kvs.get(l3.fileKey('/rr/later').toString())!.lease, dirLease, 'the node added since, on the directory\'s lease');
+    const store = new V3Store({ client, prefix: P3 });
+    onCleanup(() => store.close());
+    assert.equal((await store.get('/rr/later')).node.ttl, undefined, 'no TTL of its own, as in v2');
+    // The directory's TTL removed: the node stays, as in v2.
+    await store.put('/rr', { dir: true, prevExist: true });
+    assert.equal((await store.get('/rr/later')).node.ttl, undefined);
+    // The source as the other tests know it.
+    await v2(s, 'DELETE', '/rr', { recursive: true });
+  });
+
+  test('values of ordinary size in numbers: batches stay under the cluster\'s request limit', async () => {
+    // 100 operations of 20 KB are 2 MB, past etcd's 1.5 MiB: the copy failed with "request is too large".
+    const s = source.clientUrl;
+    const value = 'v'.repeat(20 * 1024);
+    for (let i = 0; i < 120; i++) await v2(s, 'PUT', `/bulk/k${i}`, { value });
+    const report = await migrateV2Store({ source: s, target: client, prefix: '/bulkcopy' });
+    assert.equal(report.written, report.files + report.dirs - report.skippedExpired);
+    const kvs = await dump(client, '/bulkcopy');
+    assert.equal(kvs.get(new KeyLayout('/bulkcopy').fileKey('/bulk/k119').toString())?.value.length, value.length);
+    await v2(s, 'DELETE', '/bulk', { recursive: true });
+  });
+
   test('a prefix holding other data is refused without force, naming the prefix and its key count', async () => {
     await client.put({ key: Buffer.from('/busy/something-else'), value: Buffer.from('x') });
     await client.put({ key: new KeyLayout('/busy').fileKey('/a'), value: Buffer.from('not the source') });

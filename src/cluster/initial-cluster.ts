@@ -16,7 +16,8 @@ export function parseInitialCluster(initialCluster: string): Map<string, string[
   const members = new Map<string, string[]>();
   for (const rawPart of initialCluster.split(',')) {
     const part = rawPart.trim();
-    if (part === '') throw new InitialClusterError(rawPart, 'empty entry (stray comma?)');
+    // As etcd, which reads the value as a query string: an empty entry (a trailing comma, a doubled one) is nothing.
+    if (part === '') continue;
     const eq = part.indexOf('=');
     if (eq === -1) throw new InitialClusterError(part, 'no "=": expected name=peerURL');
     const name = part.slice(0, eq).trim();
@@ -27,6 +28,7 @@ export function parseInitialCluster(initialCluster: string): Map<string, string[
     if (urls === undefined) members.set(name, [parsed.url]);
     else if (!urls.includes(parsed.url)) urls.push(parsed.url);
   }
+  if (members.size === 0) throw new InitialClusterError('', 'it has no entry; expected name=peerURL[,name=peerURL...]');
   return members;
 }
 

@@ -20,6 +20,13 @@ describe('parseInitialCluster: accepted forms', () => {
     ]);
   });
 
+  it('skips empty entries (a trailing or doubled comma), as etcd does: scripts that build the list in a loop leave them', () => {
+    assert.deepEqual(entries('a=http://127.0.0.1:2380,,b=http://127.0.0.1:2381,'), [
+      ['a', ['http://127.0.0.1:2380']],
+      ['b', ['http://127.0.0.1:2381']],
+    ]);
+  });
+
   it('gathers several peer URLs given for one name, dropping repeats', () => {
     assert.deepEqual(
       entries('a=http://127.0.0.1:2380,b=http://127.0.0.1:2381,a=http://10.0.0.1:2380,a=http://127.0.0.1:2380'),
@@ -101,9 +108,9 @@ describe('parseInitialCluster: malformed values are refused, naming the bad part
       message: 'invalid initialCluster entry "a=http://127.0.0.1:99999": bad peer URL: "http://127.0.0.1:99999" is not a URL',
     },
     {
-      value: 'a=http://127.0.0.1:2380,,b=http://127.0.0.1:2381',
+      value: ' , ,',
       part: '',
-      message: 'invalid initialCluster: empty entry (stray comma?)',
+      message: 'invalid initialCluster: it has no entry; expected name=peerURL[,name=peerURL...]',
     },
     {
       value: 'a=http://127.0.0.1:2380,b=http://127.0.0.1',

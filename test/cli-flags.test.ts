@@ -33,6 +33,7 @@ describe('src/cli/flags: etcd proxy flags', () => {
     assert.deepEqual(f.options.listenClientUrls, ['http://localhost:2379']);
     assert.equal(f.options.initialCluster, 'default=http://localhost:2380');
     assert.deepEqual(f.warnings, []);
+    assert.equal(parseSettings(['--proxy-failure-wait', '0']).options.failureWait, 0, 'as etcd: a failed endpoint is tried again at once');
     // Given twice: the last counts, as etcd (Go's flag package) takes it, with a warning.
     const twice = parseSettings(['--proxy', 'on', '--proxy=readonly', '-name', 'a']);
     assert.equal(twice.options.mode, 'readonly');

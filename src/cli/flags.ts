@@ -314,7 +314,8 @@ export function resolveSettings(settings: ReadonlyMap<string, Setting>, warnings
       ...optional('discoverySrvName', values.get('discovery-srv-name')),
       ...(dnsServers === undefined ? {} : { dnsServers }),
       dataDir,
-      failureWait: ms('proxy-failure-wait', 1),
+      // 0 as in etcd: a failed endpoint is tried again at once.
+      failureWait: ms('proxy-failure-wait', 0),
       refreshInterval: ms('proxy-refresh-interval', 1),
       dialTimeout: ms('proxy-dial-timeout', 1),
       writeTimeout: ms('proxy-write-timeout', 0),

@@ -394,7 +394,7 @@ describe('member answers whose head the proxy must change', { skip: skipWithoutE
     const a = await through('/v2/keys/http10');
     assert.equal(a.lines[0], 'HTTP/1.1 200 OK');
     assert.equal(a.body, 'ok');
-    assert.deepEqual(a.lines.filter((l) => /^(connection|keep-alive):/i.test(l)), ['Connection: keep-alive', 'Keep-Alive: timeout=5']);
+    assert.deepEqual(a.lines.filter((l) => /^(connection|keep-alive):/i.test(l)), ['Connection: keep-alive', 'Keep-Alive: timeout=120']);
     assert.ok(a.headers.has('date'));
   });
 

@@ -438,7 +438,7 @@ class GrpcCall {
     client.resume();
     fwd.calls.delete(this);
     // The leader just changed: the next Status or write must not go to the old one for a refresh interval.
-    if (code === GrpcCode.OK && this.route.method === 'MoveLeader' && this.route.service === 'etcdserverpb.Maintenance') fwd.balancer.relearnLeader();
+    if (code === GrpcCode.OK && this.route.movesLeader) fwd.balancer.relearnLeader();
     if (fwd.events.listenerCount('finished') > 0) {
       fwd.events.emit('finished', {
         method: this.method,

@@ -29,6 +29,8 @@ export interface GrpcRoute {
   readonly mutates: boolean;
   /** True when a member without a leader cannot answer it (not sent to a `degraded` member). */
   readonly quorum: boolean;
+  /** True for Maintenance/MoveLeader: once it succeeds, the leader the balancer knows is out of date. */
+  readonly movesLeader: boolean;
 }
 
 type Entry = [method: string, kind: GrpcRouteKind, type: GrpcCallType, mutates: boolean];
@@ -112,7 +114,8 @@ for (const [service, entries] of Object.entries(SERVICES)) {
   for (const [method, kind, type, mutates] of entries) {
     // Range is linearizable unless the client asks otherwise (not visible without decoding): it needs a leader too.
     const quorum = kind === 'leader' || method === 'Range';
-    KNOWN.set(`/${service}/${method}`, { service, method, kind, type, mutates, quorum });
+    const movesLeader = service === 'etcdserverpb.Maintenance' && method === 'MoveLeader';
+    KNOWN.set(`/${service}/${method}`, { service, method, kind, type, mutates, quorum, movesLeader });
   }
 }
 
@@ -121,7 +124,7 @@ for (const [service, entries] of Object.entries(SERVICES)) {
  * like a write (to the leader when known, never re-sent once sent), since
  * nothing says it is safe anywhere else; a `readonly` proxy refuses it.
  */
-const UNKNOWN: GrpcRoute = { service: 'unknown', method: 'unknown', kind: 'leader', type: 'unary', mutates: true, quorum: true };
+const UNKNOWN: GrpcRoute = { service: 'unknown', method: 'unknown', kind: 'leader', type: 'unary', mutates: true, quorum: true, movesLeader: false };
 
 /** The route of the call whose `:path` is `path`. */
 export function routeOf(path: string | undefined): GrpcRoute {

@@ -11,18 +11,19 @@ describe('routeOf: where each etcd v3 method goes', () => {
       assert.equal(r.mutates, true, path);
       assert.equal(r.quorum, true, path);
     }
-    assert.deepEqual(routeOf('/etcdserverpb.Cluster/MemberList'), { service: 'etcdserverpb.Cluster', method: 'MemberList', kind: 'leader', type: 'unary', mutates: false, quorum: true });
+    assert.deepEqual(routeOf('/etcdserverpb.Cluster/MemberList'), { service: 'etcdserverpb.Cluster', method: 'MemberList', kind: 'leader', type: 'unary', mutates: false, quorum: true, movesLeader: false });
     assert.equal(routeOf('/etcdserverpb.Maintenance/Status').kind, 'leader');
+    assert.equal(routeOf('/etcdserverpb.Maintenance/MoveLeader').movesLeader, true, 'the balancer looks the leader up again after it');
     assert.equal(routeOf('/etcdserverpb.Auth/Authenticate').mutates, false);
   });
 
   it('Range is spread like v2 reads, kept off members without a leader (it is linearizable unless asked otherwise)', () => {
-    assert.deepEqual(routeOf('/etcdserverpb.KV/Range'), { service: 'etcdserverpb.KV', method: 'Range', kind: 'read', type: 'unary', mutates: false, quorum: true });
+    assert.deepEqual(routeOf('/etcdserverpb.KV/Range'), { service: 'etcdserverpb.KV', method: 'Range', kind: 'read', type: 'unary', mutates: false, quorum: true, movesLeader: false });
     assert.equal(routeOf('/etcdserverpb.Lease/LeaseTimeToLive').kind, 'read');
   });
 
   it('Watch and LeaseKeepAlive are streams: spread, and kept on their member', () => {
-    assert.deepEqual(routeOf('/etcdserverpb.Watch/Watch'), { service: 'etcdserverpb.Watch', method: 'Watch', kind: 'stream', type: 'bidi_stream', mutates: false, quorum: false });
+    assert.deepEqual(routeOf('/etcdserverpb.Watch/Watch'), { service: 'etcdserverpb.Watch', method: 'Watch', kind: 'stream', type: 'bidi_stream', mutates: false, quorum: false, movesLeader: false });
     const keepAlive = routeOf('/etcdserverpb.Lease/LeaseKeepAlive');
     assert.equal(keepAlive.kind, 'stream');
     assert.equal(keepAlive.mutates, true, 'a readonly proxy does not renew leases');
@@ -31,7 +32,7 @@ describe('routeOf: where each etcd v3 method goes', () => {
 
   it('an unknown method is sent like a write (never to a second member once sent), labelled unknown', () => {
     for (const path of ['/etcdserverpb.KV/Frobnicate', '/other.Service/Put', '', undefined]) {
-      assert.deepEqual(routeOf(path), { service: 'unknown', method: 'unknown', kind: 'leader', type: 'unary', mutates: true, quorum: true });
+      assert.deepEqual(routeOf(path), { service: 'unknown', method: 'unknown', kind: 'leader', type: 'unary', mutates: true, quorum: true, movesLeader: false });
     }
   });
 });

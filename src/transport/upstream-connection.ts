@@ -197,11 +197,6 @@ const HEADER_LINES = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*(?:\r
  * for any other. Most names are told apart by length and first letter
  * without making a string.
  */
-/** The header line at `start` of `text` is an Access-Control-* one. */
-function isCorsLine(text: string, start: number): boolean {
-  return text.length - start > 15 && text.slice(start, start + 15).toLowerCase() === 'access-control-';
-}
-
 function notableName(block: string, start: number, colon: number): string | undefined {
   const length = colon - start;
   const first = block.charCodeAt(start) | 0x20;
@@ -777,11 +772,14 @@ export class UpstreamConnection {
     let passable = !http10 && match[3] !== undefined && match[3] !== '';
     this.headHasDate = false;
     this.headHasCors = false;
+    this.corsLines.length = 0;
+    const blockAt = lineEnd + 2;
     for (let start = 0; start < block.length; ) {
       const lineEnd = block.indexOf('\r\n', start);
       const end = lineEnd < 0 ? block.length : lineEnd;
       const colon = block.indexOf(':', start);
       const name = notableName(block, start, colon);
+      const lineStart = start;
       start = end + 2;
       if (name === undefined) continue;
       const value = withoutOws(block, colon + 1, end);
@@ -790,7 +788,10 @@ export class UpstreamConnection {
         if (!CONTENT_LENGTH.test(value)) return this.refused(`the member sent a bad Content-Length ${JSON.stringify(value.slice(0, 40))}`);
         contentLength = Number(value);
       } else if (name === 'date') this.headHasDate = true;
-      else if (name.startsWith('access-control-')) this.headHasCors = true;
+      else if (name.startsWith('access-control-')) {
+        this.headHasCors = true;
+        this.corsLines.push(blockAt + lineStart, blockAt + start);
+      }
       else {
         // A hop-by-hop header: never passed on.
         passable = false;
@@ -868,15 +869,19 @@ export class UpstreamConnection {
   rawHeadWithoutCors(): Buffer | undefined {
     const raw = this.rawHead;
     if (raw === undefined || !this.headHasCors) return raw;
-    const text = raw.toString('latin1');
-    let kept = '';
-    for (let start = 0; start < text.length; ) {
-      const end = text.indexOf('\r\n', start) + 2;
-      if (!isCorsLine(text, start)) kept += text.slice(start, end);
-      start = end;
+    const cuts = this.corsLines;
+    const parts: Buffer[] = [];
+    let at = 0;
+    for (let i = 0; i < cuts.length; i += 2) {
+      if (cuts[i]! > at) parts.push(raw.subarray(at, cuts[i]));
+      at = cuts[i + 1]!;
     }
-    return Buffer.from(kept, 'latin1');
+    if (at < raw.length) parts.push(raw.subarray(at));
+    return Buffer.concat(parts);
   }
+
+  /** During onUpstreamHead: where each Access-Control-* line of the head starts and ends (with its CRLF), in pairs; found while the head is parsed. */
+  private readonly corsLines: number[] = [];
   /** The header lines of the head being reported, as text. */
   private headBlock = '';
 

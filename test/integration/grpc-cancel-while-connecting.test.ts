@@ -12,13 +12,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { connectionsTo } from '../../bench/procfs.js';
-import { startEtcd } from '../../examples/local-etcd.js';
 import { EndpointBalancer, GrpcForwarder } from '../../src/index.js';
 import type { GrpcFinishedEvent } from '../../src/index.js';
-import { cleanup, eventually, freeze, onCleanup, skipWithoutEtcd, tempDir } from './harness.js';
+import { cleanup, eventually, freeze, onCleanup, skipWithoutEtcd } from './harness.js';
 import type { LocalEtcd } from './harness.js';
-import { ctl3, etcdGrpc, serveForwarder, unary } from './grpc-client.js';
-import { makeTlsFixture } from './tls-certs.js';
+import { etcdGrpc, serveForwarder, tlsMember, unary } from './grpc-client.js';
 import type { TlsFixture } from './tls-certs.js';
 
 describe('gRPC forwarding: a call cancelled while its connection to the member is being made', { skip: skipWithoutEtcd }, () => {
@@ -26,18 +24,7 @@ describe('gRPC forwarding: a call cancelled while its connection to the member i
   let m: LocalEtcd;
 
   before(async () => {
-    certs = await makeTlsFixture(await tempDir('etcd-v2-proxy-grpc-dial-'));
-    m = await startEtcd({
-      scheme: 'https',
-      waitHealthy: false,
-      extraArgs: [
-        '--cert-file', certs.server.cert, '--key-file', certs.server.key, '--trusted-ca-file', certs.ca, '--client-cert-auth',
-        '--peer-cert-file', certs.server.cert, '--peer-key-file', certs.server.key, '--peer-trusted-ca-file', certs.ca, '--peer-client-cert-auth',
-      ],
-    });
-    onCleanup(() => m.stop());
-    const tlsArgs = ['--insecure-transport=false', `--cacert=${certs.ca}`, `--cert=${certs.client.cert}`, `--key=${certs.client.key}`];
-    await eventually(async () => (await ctl3(m.clientUrl, [...tlsArgs, 'endpoint', 'health'])).code === 0, 30000, 'the TLS member to be healthy');
+    ({ certs, m } = await tlsMember('etcd-v2-proxy-grpc-dial-'));
   });
   after(cleanup);
 

@@ -14,7 +14,11 @@ import { createServer } from 'node:http2';
 import type { ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { GrpcForwarder } from '../../src/index.js';
-import { http, onCleanup } from './harness.js';
+import { startEtcd } from '../../examples/local-etcd.js';
+import { eventually, http, onCleanup, tempDir } from './harness.js';
+import type { LocalEtcd } from './harness.js';
+import { makeTlsFixture } from './tls-certs.js';
+import type { TlsFixture } from './tls-certs.js';
 
 const protoDir = join(dirname(createRequire(import.meta.url).resolve('etcd3/package.json')), 'proto');
 const definition = loadSync(join(protoDir, 'rpc.proto'), { keepCase: true, longs: String, enums: String, defaults: true });
@@ -114,4 +118,25 @@ export async function serveForwarder(fwd: GrpcForwarder): Promise<string> {
   );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/**
+ * A member serving TLS on both sides, client certificates required, started
+ * and healthy (etcdctl v3 asks it): its certificates, and the etcdctl flags
+ * that reach it.
+ */
+export async function tlsMember(dirPrefix: string): Promise<{ certs: TlsFixture; m: LocalEtcd; tlsArgs: string[] }> {
+  const certs = await makeTlsFixture(await tempDir(dirPrefix));
+  const m = await startEtcd({
+    scheme: 'https',
+    waitHealthy: false,
+    extraArgs: [
+      '--cert-file', certs.server.cert, '--key-file', certs.server.key, '--trusted-ca-file', certs.ca, '--client-cert-auth',
+      '--peer-cert-file', certs.server.cert, '--peer-key-file', certs.server.key, '--peer-trusted-ca-file', certs.ca, '--peer-client-cert-auth',
+    ],
+  });
+  onCleanup(() => m.stop());
+  const tlsArgs = ['--insecure-transport=false', `--cacert=${certs.ca}`, `--cert=${certs.client.cert}`, `--key=${certs.client.key}`];
+  await eventually(async () => (await ctl3(m.clientUrl, [...tlsArgs, 'endpoint', 'health'])).code === 0, 30000, 'the TLS member to be healthy');
+  return { certs, m, tlsArgs };
 }

@@ -9,13 +9,11 @@ import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
-import { startEtcd } from '../../examples/local-etcd.js';
 import { V3_REFUSAL_MESSAGE } from '../../src/index.js';
 import { cleanup, eventually, onCleanup, proxy, skipWithoutEtcd, tempDir } from './harness.js';
 import type { LocalEtcd } from './harness.js';
-import { makeTlsFixture } from './tls-certs.js';
 import type { TlsFixture } from './tls-certs.js';
-import { ctl3, etcdGrpc, grpc, unary } from './grpc-client.js';
+import { ctl3, etcdGrpc, grpc, tlsMember, unary } from './grpc-client.js';
 
 /** One HTTPS request with the client certificate; resolves with the status and body (5 s bound). */
 function httpsGet(url: string, certs: TlsFixture, method = 'GET', body?: string): Promise<{ status: number; body: string }> {
@@ -51,18 +49,7 @@ describe('etcd v3 clients over TLS: ALPN h2 on an https listener, TLS to the mem
   let p: Awaited<ReturnType<typeof proxy>>;
 
   before(async () => {
-    certs = await makeTlsFixture(await tempDir('etcd-v2-proxy-grpc-tls-'));
-    m = await startEtcd({
-      scheme: 'https',
-      waitHealthy: false,
-      extraArgs: [
-        '--cert-file', certs.server.cert, '--key-file', certs.server.key, '--trusted-ca-file', certs.ca, '--client-cert-auth',
-        '--peer-cert-file', certs.server.cert, '--peer-key-file', certs.server.key, '--peer-trusted-ca-file', certs.ca, '--peer-client-cert-auth',
-      ],
-    });
-    onCleanup(() => m.stop());
-    tlsArgs = ['--insecure-transport=false', `--cacert=${certs.ca}`, `--cert=${certs.client.cert}`, `--key=${certs.client.key}`];
-    await eventually(async () => (await ctl3(m.clientUrl, [...tlsArgs, 'endpoint', 'health'])).code === 0, 30000, 'the TLS member to be healthy');
+    ({ certs, m, tlsArgs } = await tlsMember('etcd-v2-proxy-grpc-tls-'));
     p = await proxy({
       listenClientUrls: ['https://127.0.0.1:0'],
       initialCluster: `${m.name}=${m.peerUrl}`,
